@@ -1,0 +1,161 @@
+"""SQLite schema and migrations (PRAGMA user_version).
+
+Money columns are TEXT holding ``str(Decimal)``; never REAL. ``fills`` and
+``ledger_events`` are append-only: triggers reject UPDATE and DELETE, so a
+correction is a new row. Timestamps are INTEGER ms since the epoch, UTC.
+
+Each entry of ``MIGRATIONS`` moves the database from version i to i+1; the
+function ``migrate`` applies the missing ones in one transaction each.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+DB_FILENAME = "amarktai.sqlite3"
+
+_V1 = """
+CREATE TABLE bots (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    exchange        TEXT NOT NULL,
+    pair            TEXT NOT NULL,
+    timeframe       TEXT NOT NULL,
+    strategy        TEXT NOT NULL,
+    params_json     TEXT NOT NULL DEFAULT '{}',
+    risk_mode       TEXT NOT NULL,
+    capital         TEXT NOT NULL,
+    stop_loss       TEXT,              -- fraction below entry, e.g. '0.05'
+    take_profit     TEXT,              -- fraction above entry
+    trailing_stop   TEXT,              -- fraction below the peak since entry
+    state           TEXT NOT NULL,     -- BotState
+    state_reason    TEXT NOT NULL DEFAULT '',
+    stage           TEXT NOT NULL,     -- LifecycleStage
+    last_candle_ts  INTEGER,           -- open time of the last candle the bot acted on
+    created_ts      INTEGER NOT NULL,
+    updated_ts      INTEGER NOT NULL
+);
+
+CREATE TABLE orders (
+    id                INTEGER PRIMARY KEY,
+    client_order_id   TEXT NOT NULL UNIQUE,
+    bot_id            INTEGER NOT NULL REFERENCES bots(id),
+    exchange          TEXT NOT NULL,
+    pair              TEXT NOT NULL,
+    side              TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    order_type        TEXT NOT NULL CHECK (order_type IN ('market', 'limit')),
+    quantity          TEXT NOT NULL,
+    limit_price       TEXT,
+    state             TEXT NOT NULL CHECK (state IN
+                        ('pending', 'open', 'filled', 'cancelled', 'rejected', 'expired')),
+    reason            TEXT NOT NULL DEFAULT '',   -- why the bot wanted it
+    reject_reason     TEXT NOT NULL DEFAULT '',   -- why it was refused / cancelled
+    exchange_order_id TEXT,
+    decision_ts       INTEGER NOT NULL,
+    edge_bps          REAL NOT NULL DEFAULT 0,
+    created_ts        INTEGER NOT NULL,
+    updated_ts        INTEGER NOT NULL
+);
+CREATE INDEX orders_state ON orders(state);
+CREATE INDEX orders_bot ON orders(bot_id);
+
+CREATE TABLE fills (
+    id               INTEGER PRIMARY KEY,
+    fill_id          TEXT NOT NULL UNIQUE,
+    client_order_id  TEXT NOT NULL REFERENCES orders(client_order_id),
+    bot_id           INTEGER NOT NULL REFERENCES bots(id),
+    exchange         TEXT NOT NULL,
+    pair             TEXT NOT NULL,
+    side             TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    quantity         TEXT NOT NULL,
+    price            TEXT NOT NULL,
+    fee              TEXT NOT NULL,
+    fee_currency     TEXT NOT NULL,
+    liquidity        TEXT NOT NULL CHECK (liquidity IN ('maker', 'taker')),
+    realised_pnl     TEXT NOT NULL,
+    ts               INTEGER NOT NULL
+);
+CREATE INDEX fills_bot ON fills(bot_id, pair, ts);
+
+CREATE TABLE ledger_events (
+    id        INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,
+    bot_id    INTEGER REFERENCES bots(id),   -- NULL = account level
+    kind      TEXT NOT NULL CHECK (kind IN ('funding', 'allocation', 'adjustment')),
+    amount    TEXT NOT NULL,                 -- signed, quote currency
+    currency  TEXT NOT NULL,
+    note      TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE equity_snapshots (
+    id            INTEGER PRIMARY KEY,
+    ts            INTEGER NOT NULL,
+    bot_id        INTEGER REFERENCES bots(id),   -- NULL = whole account
+    equity        TEXT NOT NULL,
+    realised      TEXT NOT NULL,
+    unrealised    TEXT NOT NULL,
+    fees          TEXT NOT NULL,
+    position_qty  TEXT NOT NULL,
+    mark_price    TEXT                            -- NULL for the account row
+);
+CREATE INDEX equity_bot_ts ON equity_snapshots(bot_id, ts);
+
+CREATE TABLE kv (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+
+CREATE TRIGGER fills_no_update BEFORE UPDATE ON fills
+BEGIN SELECT RAISE(ABORT, 'fills are append-only'); END;
+CREATE TRIGGER fills_no_delete BEFORE DELETE ON fills
+BEGIN SELECT RAISE(ABORT, 'fills are append-only'); END;
+CREATE TRIGGER ledger_events_no_update BEFORE UPDATE ON ledger_events
+BEGIN SELECT RAISE(ABORT, 'ledger_events are append-only'); END;
+CREATE TRIGGER ledger_events_no_delete BEFORE DELETE ON ledger_events
+BEGIN SELECT RAISE(ABORT, 'ledger_events are append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer version of the app."""
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    """Connection pragmas every connection uses: WAL, foreign keys, a busy timeout."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; return the version found before.
+
+    Raises SchemaTooNewError when the file is newer than this code.
+    """
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"database schema v{found} is newer than this app (v{SCHEMA_VERSION}); upgrade amarktai-tui"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.executescript(f"BEGIN;\n{MIGRATIONS[version]}\nPRAGMA user_version={version + 1};\nCOMMIT;")
+    return found
+
+
+def connect_readonly(path: str) -> sqlite3.Connection:
+    """A reader connection (CLI commands, a second TUI) that never writes.
+
+    Raises FileNotFoundError when the database does not exist.
+    """
+    import os
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no ledger at {path}: run the engine first (amarktai --daemon ...)")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.row_factory = sqlite3.Row
+    return conn
