@@ -96,7 +96,8 @@ CREATE TABLE equity_snapshots (
     unrealised    TEXT NOT NULL,
     fees          TEXT NOT NULL,
     position_qty  TEXT NOT NULL,
-    mark_price    TEXT                            -- NULL for the account row
+    mark_price    TEXT,                           -- NULL for the account row
+    fill_count    INTEGER NOT NULL DEFAULT 0      -- fills of this bot (account: all fills) included
 );
 CREATE INDEX equity_bot_ts ON equity_snapshots(bot_id, ts);
 

@@ -1,0 +1,150 @@
+"""Entry point ``amarktai``: the TUI by default, ``--daemon`` headless, and subcommands.
+
+Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 bad usage or bad config
+(one line naming the flag or key, no traceback). Read commands print only
+their result on stdout. Textual is imported only when the TUI opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from amarktai_tui import __version__
+from amarktai_tui.config import ConfigError, Settings, load_settings
+from amarktai_tui.locations import default_config_file, default_data_dir
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _common(p: argparse.ArgumentParser, *, top: bool) -> None:
+    d = None if top else argparse.SUPPRESS
+    p.add_argument("--config", type=Path, default=d, metavar="PATH", help="TOML config file")
+    p.add_argument(
+        "--data-dir", type=Path, default=d, metavar="PATH", help="where the ledger, logs and backups live"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="amarktai", description="Amarktai TUI: a trading cockpit for your own crypto bots.")
+    p.add_argument("--version", action="version", version=f"amarktai {__version__}")
+    _common(p, top=True)
+    p.add_argument(
+        "--daemon", action="store_true", help="run the engine headless (no TUI) until SIGTERM/SIGINT"
+    )
+    p.add_argument(
+        "--replay", metavar="FILE[,FILE...]", help="feed candles from files instead of an exchange"
+    )
+    p.add_argument("--pair", help="pair of the replay file(s) when the file name does not say (BTC/USDT)")
+    p.add_argument("--timeframe", help="timeframe of the replay file(s) when the file name does not say (5m)")
+    p.add_argument(
+        "--speed", type=float, default=None, help="replay speed: 1 = real time, 0 = as fast as possible"
+    )
+    p.add_argument("--until-end", action="store_true", help="stop when the replay data ends")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("status", help="engine and account status")
+    _common(s, top=False)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    led = sub.add_parser("ledger", help="verify or export the ledger")
+    _common(led, top=False)
+    lsub = led.add_subparsers(dest="ledger_command", metavar="ACTION", parser_class=_Parser, required=True)
+    v = lsub.add_parser("verify", help="recompute everything from raw rows; exit 0 when consistent")
+    _common(v, top=False)
+    v.add_argument("--json", action="store_true")
+    e = lsub.add_parser("export", help="one row per fill")
+    _common(e, top=False)
+    e.add_argument("--format", choices=("csv", "json"), default="csv")
+
+    r = sub.add_parser("report", help="profit report")
+    _common(r, top=False)
+    r.add_argument("period", nargs="?", choices=("daily", "weekly", "monthly"), default="daily")
+    r.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        settings = _settings(args)
+        data_dir = _data_dir(args)
+        replay = _replay(args)
+        if args.command is None:
+            if args.daemon:
+                return _daemon(settings, data_dir, replay)
+            from amarktai_tui.tui.app import run_tui
+
+            return run_tui(settings, data_dir, replay)
+        from amarktai_tui.ops import commands
+
+        return commands.dispatch(args, settings, data_dir)
+    except (UsageError, ConfigError) as exc:
+        print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    explicit = args.config is not None or "AMARKTAI_CONFIG" in __import__("os").environ
+    path = args.config if args.config is not None else default_config_file()
+    return load_settings(path, required=explicit)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    d: Path = args.data_dir if args.data_dir is not None else default_data_dir()
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"--data-dir {d} is not a directory")
+    return d
+
+
+def _replay(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from amarktai_tui.engine.setup import ReplayArgs
+
+    if not args.replay:
+        for flag in ("pair", "timeframe"):
+            if getattr(args, flag):
+                raise UsageError(f"--{flag} needs --replay")
+        return None
+    files = [f for f in args.replay.split(",") if f]
+    if args.speed is not None and args.speed < 0:
+        raise UsageError("--speed must be >= 0 (0 = as fast as possible)")
+    if args.timeframe:
+        from amarktai_tui.domain.types import timeframe_to_ms
+
+        try:
+            timeframe_to_ms(args.timeframe)
+        except ValueError as exc:
+            raise UsageError(f"--timeframe: {exc}") from None
+    return ReplayArgs(files, args.pair, args.timeframe, args.speed or 0.0, args.until_end)
+
+
+def _daemon(settings: Settings, data_dir: Path, replay: object) -> int:
+    from amarktai_tui.market.loaders import CandleFileError
+    from amarktai_tui.ops.daemon import run_daemon, setup_logging
+    from amarktai_tui.ops.lock import EngineLockedError
+
+    setup_logging(data_dir)
+    try:
+        return asyncio.run(run_daemon(settings, data_dir, replay))  # type: ignore[arg-type]
+    except (CandleFileError, EngineLockedError) as exc:
+        print(f"amarktai: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, CandleFileError) else EXIT_FAIL

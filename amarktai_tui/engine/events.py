@@ -1,0 +1,137 @@
+"""Typed engine events and the one in-process bus.
+
+The engine publishes; the TUI, the audit log, the daemon's metrics and
+notifications subscribe. Publishing is synchronous and cheap (a list of
+callbacks per event type): a subscriber must not block; a UI marks itself
+dirty and redraws on its own timer. A subscriber that raises is logged and
+dropped from that delivery, never allowed to stop the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from amarktai_tui.domain.enums import BotState, OrderState, Side, TradingMode
+from amarktai_tui.domain.types import Candle
+from amarktai_tui.market.base import FeedStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base: ``ts`` is ms UTC in engine time (the simulated clock in replay)."""
+
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotCreated(Event):
+    bot_id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BotStateChanged(Event):
+    bot_id: int
+    name: str
+    old: BotState
+    new: BotState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSubmitted(Event):
+    bot_id: int
+    client_order_id: str
+    pair: str
+    side: Side
+    quantity: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled(Event):
+    bot_id: int
+    client_order_id: str
+    pair: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    realised_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected(Event):
+    bot_id: int
+    client_order_id: str
+    pair: str
+    side: Side
+    state: OrderState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSwitched(Event):
+    old: TradingMode
+    new: TradingMode
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatusChanged(Event):
+    status: FeedStatus
+
+
+@dataclass(frozen=True, slots=True)
+class EngineTick(Event):
+    """Published after each processed candle (the candle that was processed)."""
+
+    candle: Candle
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySampled(Event):
+    """Equity at a snapshot time (quote): the account and each bot by id."""
+
+    account: Decimal
+    bots: dict[int, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStopped(Event):
+    reason: str = ""
+
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any], None]
+
+
+@dataclass
+class EventBus:
+    """Synchronous publish/subscribe keyed by event class (exact type or ``Event`` for all)."""
+
+    _subs: defaultdict[type[Event], list[Handler]] = field(default_factory=lambda: defaultdict(list))
+
+    def subscribe(self, kind: type[E], handler: Callable[[E], None]) -> Callable[[], None]:
+        """Register ``handler`` for ``kind``; returns a function that unsubscribes it."""
+        self._subs[kind].append(handler)
+
+        def unsubscribe() -> None:
+            if handler in self._subs[kind]:
+                self._subs[kind].remove(handler)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        for kind in (type(event), Event):
+            for handler in tuple(self._subs.get(kind, ())):
+                try:
+                    handler(event)
+                except Exception:  # a broken subscriber must never stop the engine
+                    log.exception("event subscriber %r failed on %s", handler, type(event).__name__)

@@ -1,0 +1,157 @@
+"""Wiring shared by the TUI and the daemon: feed, broker, store, engine, bots.
+
+Nothing here imports Textual; ``tui/`` and ``ops/daemon.py`` both call
+``open_engine`` so every mode runs the same engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from amarktai_tui.config import BotSettings, Settings
+from amarktai_tui.domain.enums import RiskMode
+from amarktai_tui.engine.engine import BotSpec, TradingEngine
+from amarktai_tui.engine.events import EventBus
+from amarktai_tui.exchanges.paper import PaperBroker
+from amarktai_tui.ledger.store import LedgerStore
+from amarktai_tui.locations import db_path
+from amarktai_tui.market.base import MarketFeed
+
+_BPS = Decimal(10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayArgs:
+    """``--replay``/``--pair``/``--timeframe``/``--speed``/``--until-end`` from the command line."""
+
+    files: list[str]
+    pair: str | None = None
+    timeframe: str | None = None
+    speed: float = 0.0
+    until_end: bool = False
+
+
+def make_feed(
+    settings: Settings, replay: ReplayArgs | None, bot_streams: list[tuple[str, str]]
+) -> MarketFeed:
+    """A replay feed when files are given (CLI or config), else the exchange's public OHLCV feed."""
+    if replay is None and settings.market.source == "replay":
+        replay = ReplayArgs(settings.market.replay_files, speed=settings.market.replay_speed)
+    if replay is not None:
+        from amarktai_tui.market.replay import ReplayFeed
+
+        return ReplayFeed(
+            replay.files,
+            pair=replay.pair,
+            timeframe=replay.timeframe,
+            speed=replay.speed,
+            until_end=replay.until_end,
+        )
+    from amarktai_tui.market.ccxt_feed import CcxtFeed
+
+    return CcxtFeed(settings.market.exchange, bot_streams)
+
+
+def bot_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSpec]:
+    """The configured ``[[bots]]``, or demo bots (three strategies per stream) when none are configured."""
+    if settings.bots:
+        return [_spec(b) for b in settings.bots]
+    return demo_specs(settings, streams)
+
+
+def demo_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSpec]:
+    """Three demo bots per (pair, timeframe): SMA cross, RSI reversion, Donchian breakout.
+
+    Capital: ``paper.starting_balance`` split evenly; a 5% stop-loss on each.
+    """
+    n = 3 * len(streams)
+    if not n:
+        return []
+    capital = (settings.paper.starting_balance / n).quantize(Decimal("0.01"))
+    multi_tf = len({tf for _, tf in streams}) > 1
+    out: list[BotSpec] = []
+    for pair, tf in streams:
+        stem = pair.split("/")[0].lower() + (f"-{tf}" if multi_tf else "")
+        for short, strategy in (
+            ("sma", "sma_cross"),
+            ("rsi", "rsi_reversion"),
+            ("donchian", "donchian_breakout"),
+        ):
+            out.append(
+                BotSpec(
+                    name=f"{stem}-{short}",
+                    exchange=settings.market.exchange,
+                    pair=pair,
+                    timeframe=tf,
+                    strategy=strategy,
+                    params={},
+                    risk_mode=RiskMode.BALANCED,
+                    capital=capital,
+                    stop_loss=Decimal("0.05"),
+                )
+            )
+    return out
+
+
+def _spec(b: BotSettings) -> BotSpec:
+    return BotSpec(
+        name=b.name,
+        exchange=b.exchange,
+        pair=b.pair,
+        timeframe=b.timeframe,
+        strategy=b.strategy,
+        params=dict(b.params),
+        risk_mode=b.risk_mode,
+        capital=b.capital,
+        stop_loss=b.stop_loss,
+        take_profit=b.take_profit,
+        trailing_stop=b.trailing_stop,
+    )
+
+
+def make_broker(settings: Settings) -> PaperBroker:
+    fees = None
+    if settings.paper.fee_model == "fixed":
+        from amarktai_tui.exchanges.registry import EXCHANGES
+
+        fees = {ex: (settings.paper.maker_fee, settings.paper.taker_fee) for ex in EXCHANGES}
+    return PaperBroker(settings.paper.slippage_bps, fees)
+
+
+def configured_streams(settings: Settings) -> list[tuple[str, str]]:
+    """Streams the exchange feed must produce when no replay is given."""
+    if settings.bots:
+        return sorted({(b.pair, b.timeframe) for b in settings.bots})
+    return [(p, settings.market.timeframe) for p in settings.market.pairs]
+
+
+async def open_engine(
+    settings: Settings, data_dir: Path, replay: ReplayArgs | None, bus: EventBus | None = None
+) -> tuple[TradingEngine, MarketFeed]:
+    """Build the feed, open the ledger, start the engine with its bots. The caller runs ``engine.run(feed)``.
+
+    Raises CandleFileError (bad replay file), SchemaTooNewError, ConfigError-like ValueErrors.
+    """
+    streams = configured_streams(settings)
+    feed = make_feed(settings, replay, streams)
+    if replay is not None or settings.market.source == "replay":
+        streams = feed.streams
+    store = await LedgerStore.open(db_path(data_dir))
+    broker = make_broker(settings)
+    engine = TradingEngine(
+        store,
+        broker,
+        bus=bus,
+        quote_currency=settings.general.quote_currency,
+        slippage=settings.paper.slippage_bps / _BPS,
+        snapshot_interval=settings.engine.snapshot_interval,
+    )
+    try:
+        await engine.start(bot_specs(settings, streams))
+        await store.set_kv("trading_mode", engine.mode.value)
+    except BaseException:
+        await store.close()
+        raise
+    return engine, feed

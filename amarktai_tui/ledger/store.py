@@ -1,0 +1,351 @@
+"""LedgerStore: the engine's single writer (aiosqlite), one transaction per tick.
+
+The engine collects a tick's writes in a ``WriteBatch`` and calls ``write``
+once; the batch lands in one transaction or not at all. Reads used at
+start-up (bots, fills, open orders) live here too so the engine needs one
+connection. CLI readers use ``ledger.reader`` with their own read-only
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from amarktai_tui.domain.enums import BotState, LifecycleStage, OrderState, OrderType, RiskMode, Side
+from amarktai_tui.domain.types import Fill, Order
+from amarktai_tui.ledger.schema import configure, migrate
+
+
+@dataclass(slots=True)
+class BotRecord:
+    """A bot as stored. ``capital`` and exit fractions are Decimal (quote / fraction)."""
+
+    id: int
+    name: str
+    exchange: str
+    pair: str
+    timeframe: str
+    strategy: str
+    params: dict[str, Any]
+    risk_mode: RiskMode
+    capital: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    trailing_stop: Decimal | None
+    state: BotState
+    state_reason: str
+    stage: LifecycleStage
+    last_candle_ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    """One equity snapshot; ``bot_id`` None is the account row. Money in quote."""
+
+    ts: int
+    bot_id: int | None
+    equity: Decimal
+    realised: Decimal
+    unrealised: Decimal
+    fees: Decimal
+    position_qty: Decimal
+    mark_price: Decimal | None
+    fill_count: int = 0
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one engine tick writes, applied in this order in one transaction."""
+
+    new_orders: list[tuple[Order, int, float]] = field(default_factory=list)  # (order, decision_ts, edge_bps)
+    order_updates: list[tuple[str, OrderState, str, int, str | None]] = field(default_factory=list)
+    """(client_order_id, state, reject_reason, updated_ts, exchange_order_id)"""
+    fills: list[Fill] = field(default_factory=list)
+    bot_updates: dict[int, tuple[BotState, str, int | None, int]] = field(default_factory=dict)
+    """bot_id -> (state, state_reason, last_candle_ts, updated_ts); the last one per bot wins."""
+    snapshots: list[SnapshotRow] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_orders or self.order_updates or self.fills or self.bot_updates or self.snapshots)
+
+
+def _d(x: Decimal | None) -> str | None:
+    return None if x is None else str(x)
+
+
+class LedgerStore:
+    """Async writer over one SQLite file (WAL, foreign keys on)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()  # one transaction at a time on the one connection
+
+    @classmethod
+    async def open(cls, path: Path) -> LedgerStore:
+        """Open (creating and migrating) the ledger at ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        setup = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            configure(setup)
+            migrate(setup)
+        finally:
+            setup.close()
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        for pragma in ("PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000", "PRAGMA synchronous=NORMAL"):
+            await conn.execute(pragma)
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    # -- bots -------------------------------------------------------------
+    async def insert_bot(self, rec: BotRecord, now_ms: int, funding: Decimal, currency: str) -> int:
+        """Insert a bot and its funding event (capital) in one transaction; returns its id."""
+        async with self._lock:
+            return await self._insert_bot(rec, now_ms, funding, currency)
+
+    async def _insert_bot(self, rec: BotRecord, now_ms: int, funding: Decimal, currency: str) -> int:
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = await self._conn.execute(
+                "INSERT INTO bots (name, exchange, pair, timeframe, strategy, params_json, risk_mode, capital,"
+                " stop_loss, take_profit, trailing_stop, state, state_reason, stage, last_candle_ts,"
+                " created_ts, updated_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.name,
+                    rec.exchange,
+                    rec.pair,
+                    rec.timeframe,
+                    rec.strategy,
+                    json.dumps(rec.params, sort_keys=True),
+                    rec.risk_mode.value,
+                    str(rec.capital),
+                    _d(rec.stop_loss),
+                    _d(rec.take_profit),
+                    _d(rec.trailing_stop),
+                    rec.state.value,
+                    rec.state_reason,
+                    rec.stage.value,
+                    rec.last_candle_ts,
+                    now_ms,
+                    now_ms,
+                ),
+            )
+            bot_id = int(cur.lastrowid or 0)
+            await self._conn.execute(
+                "INSERT INTO ledger_events (ts, bot_id, kind, amount, currency, note) VALUES (?,?,?,?,?,?)",
+                (now_ms, bot_id, "funding", str(funding), currency, f"initial capital of {rec.name}"),
+            )
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        return bot_id
+
+    async def load_bots(self) -> list[BotRecord]:
+        async with self._conn.execute("SELECT * FROM bots ORDER BY id") as cur:
+            rows = await cur.fetchall()
+        return [_bot(r) for r in rows]
+
+    async def funding_by_bot(self) -> dict[int, Decimal]:
+        out: dict[int, Decimal] = {}
+        async with self._conn.execute(
+            "SELECT bot_id, amount FROM ledger_events WHERE bot_id IS NOT NULL ORDER BY id"
+        ) as cur:
+            async for r in cur:
+                out[r[0]] = out.get(r[0], Decimal(0)) + Decimal(r[1])
+        return out
+
+    async def load_fills(self) -> list[Fill]:
+        """Every fill, in insertion order (the order FIFO must replay them in)."""
+        async with self._conn.execute("SELECT * FROM fills ORDER BY id") as cur:
+            rows = await cur.fetchall()
+        return [
+            Fill(
+                fill_id=r["fill_id"],
+                client_order_id=r["client_order_id"],
+                bot_id=r["bot_id"],
+                exchange=r["exchange"],
+                pair=r["pair"],
+                side=Side(r["side"]),
+                quantity=Decimal(r["quantity"]),
+                price=Decimal(r["price"]),
+                fee=Decimal(r["fee"]),
+                fee_currency=r["fee_currency"],
+                ts=r["ts"],
+                liquidity=r["liquidity"],
+                realised_pnl=Decimal(r["realised_pnl"]),
+            )
+            for r in rows
+        ]
+
+    async def load_active_orders(self) -> list[Order]:
+        """Orders still pending or open (to reconcile or resubmit at start-up)."""
+        async with self._conn.execute(
+            "SELECT * FROM orders WHERE state IN ('pending', 'open') ORDER BY id"
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            Order(
+                client_order_id=r["client_order_id"],
+                bot_id=r["bot_id"],
+                exchange=r["exchange"],
+                pair=r["pair"],
+                side=Side(r["side"]),
+                order_type=OrderType(r["order_type"]),
+                quantity=Decimal(r["quantity"]),
+                limit_price=None if r["limit_price"] is None else Decimal(r["limit_price"]),
+                state=OrderState(r["state"]),
+                created_ts=r["created_ts"],
+                updated_ts=r["updated_ts"],
+                reason=r["reason"],
+                exchange_order_id=r["exchange_order_id"],
+            )
+            for r in rows
+        ]
+
+    async def order_exists(self, client_order_id: str) -> bool:
+        async with self._conn.execute(
+            "SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)
+        ) as cur:
+            return await cur.fetchone() is not None
+
+    async def set_kv(self, key: str, value: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def get_kv(self, key: str) -> str | None:
+        async with self._conn.execute("SELECT value FROM kv WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    # -- the tick's batch ------------------------------------------------
+    async def write(self, batch: WriteBatch) -> None:
+        """Apply ``batch`` in one transaction (all or nothing)."""
+        if batch:
+            async with self._lock:
+                await _apply(self._conn, batch)
+
+
+async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        if b.new_orders:
+            await conn.executemany(
+                "INSERT INTO orders (client_order_id, bot_id, exchange, pair, side, order_type, quantity,"
+                " limit_price, state, reason, decision_ts, edge_bps, created_ts, updated_ts)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        o.client_order_id,
+                        o.bot_id,
+                        o.exchange,
+                        o.pair,
+                        o.side.value,
+                        o.order_type.value,
+                        str(o.quantity),
+                        _d(o.limit_price),
+                        o.state.value,
+                        o.reason,
+                        decision_ts,
+                        edge,
+                        o.created_ts,
+                        o.updated_ts,
+                    )
+                    for o, decision_ts, edge in b.new_orders
+                ],
+            )
+        if b.order_updates:
+            await conn.executemany(
+                "UPDATE orders SET state = ?, reject_reason = ?, updated_ts = ?,"
+                " exchange_order_id = COALESCE(?, exchange_order_id) WHERE client_order_id = ?",
+                [(st.value, why, ts, xid, coid) for coid, st, why, ts, xid in b.order_updates],
+            )
+        if b.fills:
+            await conn.executemany(
+                "INSERT INTO fills (fill_id, client_order_id, bot_id, exchange, pair, side, quantity, price, fee,"
+                " fee_currency, liquidity, realised_pnl, ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        f.fill_id,
+                        f.client_order_id,
+                        f.bot_id,
+                        f.exchange,
+                        f.pair,
+                        f.side.value,
+                        str(f.quantity),
+                        str(f.price),
+                        str(f.fee),
+                        f.fee_currency,
+                        f.liquidity,
+                        str(f.realised_pnl),
+                        f.ts,
+                    )
+                    for f in b.fills
+                ],
+            )
+        if b.bot_updates:
+            await conn.executemany(
+                "UPDATE bots SET state = ?, state_reason = ?, last_candle_ts = COALESCE(?, last_candle_ts),"
+                " updated_ts = ? WHERE id = ?",
+                [(st.value, why, last, ts, bid) for bid, (st, why, last, ts) in b.bot_updates.items()],
+            )
+        if b.snapshots:
+            await conn.executemany(
+                "INSERT INTO equity_snapshots (ts, bot_id, equity, realised, unrealised, fees, position_qty,"
+                " mark_price, fill_count) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        s.ts,
+                        s.bot_id,
+                        str(s.equity),
+                        str(s.realised),
+                        str(s.unrealised),
+                        str(s.fees),
+                        str(s.position_qty),
+                        _d(s.mark_price),
+                        s.fill_count,
+                    )
+                    for s in b.snapshots
+                ],
+            )
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+
+
+def _bot(r: sqlite3.Row) -> BotRecord:
+    def dec(x: str | None) -> Decimal | None:
+        return None if x is None else Decimal(x)
+
+    return BotRecord(
+        id=r["id"],
+        name=r["name"],
+        exchange=r["exchange"],
+        pair=r["pair"],
+        timeframe=r["timeframe"],
+        strategy=r["strategy"],
+        params=json.loads(r["params_json"]),
+        risk_mode=RiskMode(r["risk_mode"]),
+        capital=Decimal(r["capital"]),
+        stop_loss=dec(r["stop_loss"]),
+        take_profit=dec(r["take_profit"]),
+        trailing_stop=dec(r["trailing_stop"]),
+        state=BotState(r["state"]),
+        state_reason=r["state_reason"],
+        stage=LifecycleStage(r["stage"]),
+        last_candle_ts=r["last_candle_ts"],
+    )

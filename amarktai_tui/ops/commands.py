@@ -1,0 +1,133 @@
+"""The read subcommands: status, ledger verify|export, report.
+
+They open the ledger read-only (a running engine keeps writing; WAL lets
+both work) and print only their result on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from amarktai_tui.config import Settings
+from amarktai_tui.ledger.schema import connect_readonly
+from amarktai_tui.locations import db_path, lock_path
+
+
+def dispatch(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
+    """Run the subcommand named in ``args``; return the exit code."""
+    try:
+        conn = connect_readonly(str(db_path(data_dir)))
+    except FileNotFoundError as exc:
+        print(f"amarktai: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.command == "status":
+            return _status(conn, data_dir, as_json=args.json)
+        if args.command == "ledger" and args.ledger_command == "verify":
+            return _verify(conn, as_json=args.json)
+        if args.command == "ledger" and args.ledger_command == "export":
+            return _export(conn, args.format)
+        if args.command == "report":
+            return _report(conn, args.period, as_json=args.json)
+    except sqlite3.DatabaseError as exc:
+        print(f"amarktai: ledger {db_path(data_dir)} unreadable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"amarktai: unknown command {args.command!r}", file=sys.stderr)
+    return 2
+
+
+def _now_ms(conn: sqlite3.Connection) -> int:
+    """Ledger time: the newest snapshot or fill (a replay's simulated clock), else the wall clock."""
+    row = conn.execute(
+        "SELECT MAX(t) FROM (SELECT MAX(ts) AS t FROM equity_snapshots UNION ALL SELECT MAX(ts) FROM fills)"
+    ).fetchone()
+    if row and row[0]:
+        return int(row[0])
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _engine_running(data_dir: Path) -> bool:
+    import fcntl
+
+    path = lock_path(data_dir)
+    if not path.exists():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _status(conn: sqlite3.Connection, data_dir: Path, *, as_json: bool) -> int:
+    from amarktai_tui.ledger.report import status_report
+
+    rep = status_report(conn, _now_ms(conn))
+    rep["engine_running"] = _engine_running(data_dir)
+    rep["data_dir"] = str(data_dir)
+    if as_json:
+        _print_json(rep)
+        return 0
+    print(
+        f"mode {rep.get('mode')}  engine {'running' if rep['engine_running'] else 'stopped'}  data {data_dir}"
+    )
+    for k in ("equity", "realised", "unrealised", "fees"):
+        if k in rep:
+            print(f"{k:>11}: {rep[k]}")
+    for b in rep.get("bots", []):
+        print(f"  {b.get('name', '?'):<20} {b.get('state', '?'):<8} {b.get('pair', '')}")
+    return 0
+
+
+def _verify(conn: sqlite3.Connection, *, as_json: bool) -> int:
+    from amarktai_tui.ledger.verify import verify
+
+    res = verify(conn)
+    if as_json:
+        _print_json({"ok": res.ok, "checks": res.checks, "first_discrepancy": res.first_discrepancy})
+    elif res.ok:
+        print(f"ledger consistent: {res.checks} checks passed")
+    else:
+        print(f"ledger INCONSISTENT: {res.first_discrepancy}")
+    return 0 if res.ok else 1
+
+
+def _export(conn: sqlite3.Connection, fmt: str) -> int:
+    from amarktai_tui.ledger import export
+
+    rows = export.fill_rows(conn)
+    if fmt == "csv":
+        export.write_csv(rows, sys.stdout)
+    else:
+        export.write_json(rows, sys.stdout)
+    return 0
+
+
+def _report(conn: sqlite3.Connection, period: str, *, as_json: bool) -> int:
+    from amarktai_tui.ledger.report import account_report
+
+    rep = account_report(conn, _now_ms(conn))
+    rep["period"] = period
+    if as_json:
+        _print_json(rep)
+        return 0
+    for k, v in rep.items():
+        if k != "bots":
+            print(f"{k:>16}: {v}")
+    return 0

@@ -1,0 +1,73 @@
+"""Headless engine: ``amarktai --daemon``. Textual is never imported on this path.
+
+Logs go to ``<data_dir>/logs/amarktai.log`` and stderr. SIGTERM/SIGINT stop
+the feed; the engine flushes its last batch and a final equity snapshot,
+releases the lock and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from decimal import Decimal
+from pathlib import Path
+
+from amarktai_tui.config import Settings
+from amarktai_tui.engine.events import EventBus, OrderFilled, OrderRejected
+from amarktai_tui.engine.setup import ReplayArgs, open_engine
+from amarktai_tui.locations import lock_path, logs_dir
+from amarktai_tui.ops.lock import EngineLock
+
+log = logging.getLogger("amarktai.daemon")
+_CENT = Decimal("0.01")
+
+
+def setup_logging(data_dir: Path, *, stderr: bool = True, level: int = logging.INFO) -> None:
+    """File log in the data dir (+ stderr for the daemon). Idempotent."""
+    logs_dir(data_dir).mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fh = logging.FileHandler(logs_dir(data_dir) / "amarktai.log")
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+    if stderr:
+        sh = logging.StreamHandler()
+        sh.setFormatter(fmt)
+        root.addHandler(sh)
+
+
+async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:
+    """Run the engine until the feed ends (``--until-end``) or a signal; return the exit code."""
+    with EngineLock(lock_path(data_dir)):
+        bus = EventBus()
+        bus.subscribe(
+            OrderFilled,
+            lambda e: log.debug("fill %s %s %s @ %s", e.client_order_id, e.side, e.quantity, e.price),
+        )
+        bus.subscribe(
+            OrderRejected, lambda e: log.info("order %s %s: %s", e.client_order_id, e.state, e.reason)
+        )
+        engine, feed = await open_engine(settings, data_dir, replay, bus)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, engine.stop)
+        log.info(
+            "engine started: %d bots, %s, data dir %s", len(engine.runners), feed.status().source, data_dir
+        )
+        try:
+            await engine.run(feed)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await engine.store.close()
+        log.info(
+            "engine stopped: %d candles, %d fills, equity %s",
+            engine.candles_seen,
+            engine.fills_seen,
+            engine.account_equity().quantize(_CENT),
+        )
+    return 0
