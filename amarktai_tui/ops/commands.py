@@ -111,7 +111,7 @@ def _verify(conn: sqlite3.Connection, *, as_json: bool) -> int:
 def _export(conn: sqlite3.Connection, fmt: str) -> int:
     from amarktai_tui.ledger import export
 
-    rows = export.fill_rows(conn)
+    rows = export.export_rows(conn)
     if fmt == "csv":
         export.write_csv(rows, sys.stdout)
     else:

@@ -1,0 +1,344 @@
+"""Synchronous read queries over the ledger (CLI commands, reports, verify).
+
+Works on any ``sqlite3.Connection`` (``schema.connect_readonly(path)`` in
+the app; row factory ``sqlite3.Row`` or plain tuples: columns are selected
+explicitly and read by position). Never writes.
+
+Money columns (TEXT) come back as ``Decimal``; timestamps as int ms UTC.
+A money column that does not parse raises ``LedgerDataError`` naming the
+table, row id and column.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+class LedgerDataError(ValueError):
+    """A stored value is not what the schema promises (e.g. a money TEXT that is not a Decimal)."""
+
+
+def _dec(text: Any, table: str, row_id: int, column: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError):
+        raise LedgerDataError(
+            f"{table} id={row_id} {column}: expected a decimal string, found {text!r}"
+        ) from None
+    if not value.is_finite():
+        raise LedgerDataError(f"{table} id={row_id} {column}: expected a finite decimal, found {text!r}")
+    return value
+
+
+def _opt_dec(text: Any, table: str, row_id: int, column: str) -> Decimal | None:
+    return None if text is None else _dec(text, table, row_id, column)
+
+
+@dataclass(frozen=True, slots=True)
+class BotRow:
+    """A ``bots`` row. ``capital`` quote; stop/take/trailing fractions or None."""
+
+    id: int
+    name: str
+    exchange: str
+    pair: str
+    timeframe: str
+    strategy: str
+    params_json: str
+    risk_mode: str
+    capital: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    trailing_stop: Decimal | None
+    state: str
+    state_reason: str
+    stage: str
+    last_candle_ts: int | None
+    created_ts: int
+    updated_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An ``orders`` row. ``quantity`` base units; ``limit_price`` quote or None."""
+
+    id: int
+    client_order_id: str
+    bot_id: int
+    exchange: str
+    pair: str
+    side: str
+    order_type: str
+    quantity: Decimal
+    limit_price: Decimal | None
+    state: str
+    reason: str
+    reject_reason: str
+    exchange_order_id: str | None
+    decision_ts: int
+    edge_bps: float
+    created_ts: int
+    updated_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class FillRow:
+    """A ``fills`` row (satisfies ``pnl.FillLike``). ``fee`` in ``fee_currency``."""
+
+    id: int
+    fill_id: str
+    client_order_id: str
+    bot_id: int
+    exchange: str
+    pair: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: str
+    realised_pnl: Decimal
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """A ``ledger_events`` row: ``amount`` signed, in ``currency``; bot_id None = account."""
+
+    id: int
+    ts: int
+    bot_id: int | None
+    kind: str
+    amount: Decimal
+    currency: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySnapshot:
+    """An ``equity_snapshots`` row (bot_id None = account row; mark_price None there)."""
+
+    id: int
+    ts: int
+    bot_id: int | None
+    equity: Decimal
+    realised: Decimal
+    unrealised: Decimal
+    fees: Decimal
+    position_qty: Decimal
+    mark_price: Decimal | None
+    fill_count: int | None = None  # fills of the bot (account: all) included; None if no such column
+
+
+_BOT_COLS = (
+    "id, name, exchange, pair, timeframe, strategy, params_json, risk_mode, capital, stop_loss, "
+    "take_profit, trailing_stop, state, state_reason, stage, last_candle_ts, created_ts, updated_ts"
+)
+_ORDER_COLS = (
+    "id, client_order_id, bot_id, exchange, pair, side, order_type, quantity, limit_price, state, "
+    "reason, reject_reason, exchange_order_id, decision_ts, edge_bps, created_ts, updated_ts"
+)
+_FILL_COLS = (
+    "id, fill_id, client_order_id, bot_id, exchange, pair, side, quantity, price, fee, fee_currency, "
+    "liquidity, realised_pnl, ts"
+)
+_EVENT_COLS = "id, ts, bot_id, kind, amount, currency, note"
+_SNAP_BASE = "id, ts, bot_id, equity, realised, unrealised, fees, position_qty, mark_price"
+
+
+def _snap_cols(conn: sqlite3.Connection) -> str:
+    cols = {str(r[1]) for r in conn.execute("PRAGMA table_info(equity_snapshots)")}
+    return _SNAP_BASE + (", fill_count" if "fill_count" in cols else ", NULL")
+
+
+def _bot(r: Any) -> BotRow:
+    i = int(r[0])
+    return BotRow(
+        i, r[1], r[2], r[3], r[4], r[5], r[6], r[7], _dec(r[8], "bots", i, "capital"),
+        _opt_dec(r[9], "bots", i, "stop_loss"), _opt_dec(r[10], "bots", i, "take_profit"),
+        _opt_dec(r[11], "bots", i, "trailing_stop"), r[12], r[13], r[14], r[15], int(r[16]), int(r[17]),
+    )  # fmt: skip
+
+
+def _order(r: Any) -> OrderRow:
+    i = int(r[0])
+    return OrderRow(
+        i, r[1], int(r[2]), r[3], r[4], r[5], r[6], _dec(r[7], "orders", i, "quantity"),
+        _opt_dec(r[8], "orders", i, "limit_price"), r[9], r[10], r[11], r[12], int(r[13]),
+        float(r[14]), int(r[15]), int(r[16]),
+    )  # fmt: skip
+
+
+def _fill(r: Any) -> FillRow:
+    i = int(r[0])
+    return FillRow(
+        i, r[1], r[2], int(r[3]), r[4], r[5], r[6], _dec(r[7], "fills", i, "quantity"),
+        _dec(r[8], "fills", i, "price"), _dec(r[9], "fills", i, "fee"), r[10], r[11],
+        _dec(r[12], "fills", i, "realised_pnl"), int(r[13]),
+    )  # fmt: skip
+
+
+def _event(r: Any) -> LedgerEvent:
+    i = int(r[0])
+    bot = None if r[2] is None else int(r[2])
+    return LedgerEvent(i, int(r[1]), bot, r[3], _dec(r[4], "ledger_events", i, "amount"), r[5], r[6])
+
+
+def _snap(r: Any) -> EquitySnapshot:
+    i, t = int(r[0]), "equity_snapshots"
+    return EquitySnapshot(
+        i, int(r[1]), None if r[2] is None else int(r[2]), _dec(r[3], t, i, "equity"),
+        _dec(r[4], t, i, "realised"), _dec(r[5], t, i, "unrealised"), _dec(r[6], t, i, "fees"),
+        _dec(r[7], t, i, "position_qty"), _opt_dec(r[8], t, i, "mark_price"),
+        None if r[9] is None else int(r[9]),
+    )  # fmt: skip
+
+
+def bots(conn: sqlite3.Connection) -> list[BotRow]:
+    """All bots, by id."""
+    return [_bot(r) for r in conn.execute(f"SELECT {_BOT_COLS} FROM bots ORDER BY id")]
+
+
+def fills(conn: sqlite3.Connection, bot_id: int | None = None) -> list[FillRow]:
+    """Fills in ledger order (id), all bots or one bot."""
+    if bot_id is None:
+        rows = conn.execute(f"SELECT {_FILL_COLS} FROM fills ORDER BY id")
+    else:
+        rows = conn.execute(f"SELECT {_FILL_COLS} FROM fills WHERE bot_id = ? ORDER BY id", (bot_id,))
+    return [_fill(r) for r in rows]
+
+
+def orders(
+    conn: sqlite3.Connection, bot_id: int | None = None, states: Iterable[str] | None = None
+) -> list[OrderRow]:
+    """Orders by id, optionally of one bot and/or in the given states (e.g. ``("pending", "open")``)."""
+    sql = f"SELECT {_ORDER_COLS} FROM orders WHERE 1=1"
+    args: list[object] = []
+    if bot_id is not None:
+        sql += " AND bot_id = ?"
+        args.append(bot_id)
+    if states is not None:
+        wanted = list(states)
+        sql += f" AND state IN ({','.join('?' * len(wanted))})" if wanted else " AND 0"
+        args.extend(wanted)
+    return [_order(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+
+def open_orders_count(conn: sqlite3.Connection) -> int:
+    """Number of orders still in flight (state pending or open)."""
+    return int(conn.execute("SELECT COUNT(*) FROM orders WHERE state IN ('pending', 'open')").fetchone()[0])
+
+
+def ledger_events(conn: sqlite3.Connection, bot_id: int | None = None) -> list[LedgerEvent]:
+    """Ledger events by (ts, id), all or those of one bot."""
+    if bot_id is None:
+        rows = conn.execute(f"SELECT {_EVENT_COLS} FROM ledger_events ORDER BY ts, id")
+    else:
+        rows = conn.execute(
+            f"SELECT {_EVENT_COLS} FROM ledger_events WHERE bot_id = ? ORDER BY ts, id", (bot_id,)
+        )
+    return [_event(r) for r in rows]
+
+
+def funding_by_bot(conn: sqlite3.Connection) -> dict[int, Decimal]:
+    """Each bot's capital, quote: the sum of all its ledger events (funding, allocation, adjustment).
+
+    Bots without events are absent; account-level events (bot_id NULL) are not included.
+    """
+    out: dict[int, Decimal] = {}
+    for e in ledger_events(conn):
+        if e.bot_id is not None:
+            out[e.bot_id] = out.get(e.bot_id, Decimal(0)) + e.amount
+    return out
+
+
+def snapshots(conn: sqlite3.Connection, bot_id: int | None = None) -> list[EquitySnapshot]:
+    """Equity snapshots of one bot, or the account rows (bot_id None), by (ts, id)."""
+    if bot_id is None:
+        rows = conn.execute(
+            f"SELECT {_snap_cols(conn)} FROM equity_snapshots WHERE bot_id IS NULL ORDER BY ts, id"
+        )
+    else:
+        rows = conn.execute(
+            f"SELECT {_snap_cols(conn)} FROM equity_snapshots WHERE bot_id = ? ORDER BY ts, id", (bot_id,)
+        )
+    return [_snap(r) for r in rows]
+
+
+def all_snapshots(conn: sqlite3.Connection) -> list[EquitySnapshot]:
+    """Every equity snapshot row, bot and account, by id."""
+    return [_snap(r) for r in conn.execute(f"SELECT {_snap_cols(conn)} FROM equity_snapshots ORDER BY id")]
+
+
+def latest_snapshot(conn: sqlite3.Connection, bot_id: int | None = None) -> EquitySnapshot | None:
+    """The latest (max ts, then max id) snapshot of a bot or of the account; None if none."""
+    where = "bot_id IS NULL" if bot_id is None else "bot_id = ?"
+    args: tuple[int, ...] = () if bot_id is None else (bot_id,)
+    r = conn.execute(
+        f"SELECT {_snap_cols(conn)} FROM equity_snapshots WHERE {where} ORDER BY ts DESC, id DESC LIMIT 1",
+        args,
+    ).fetchone()
+    return None if r is None else _snap(r)
+
+
+def latest_snapshots(conn: sqlite3.Connection) -> dict[int | None, EquitySnapshot]:
+    """The latest snapshot of every bot (key bot id) and of the account (key None)."""
+    out: dict[int | None, EquitySnapshot] = {}
+    for s in all_snapshots(conn):
+        cur = out.get(s.bot_id)
+        if cur is None or (s.ts, s.id) > (cur.ts, cur.id):
+            out[s.bot_id] = s
+    return out
+
+
+def equity_series(conn: sqlite3.Connection, bot_id: int | None = None) -> list[tuple[int, Decimal]]:
+    """``[(ts_ms, equity)]`` of the account (bot_id None) or of one bot, in time order."""
+    return [(s.ts, s.equity) for s in snapshots(conn, bot_id)]
+
+
+def kv_get(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
+    """The ``kv`` value of ``key``, or ``default``."""
+    r = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return default if r is None else str(r[0])
+
+
+def last_fill_ts(conn: sqlite3.Connection) -> int | None:
+    """Time (ms UTC) of the latest fill; None without fills."""
+    r = conn.execute("SELECT MAX(ts) FROM fills").fetchone()
+    return None if r is None or r[0] is None else int(r[0])
+
+
+OPENING_TS = -(2**63)  # "since the beginning": effective time of a bot's opening funding
+
+
+def capital_schedule(events: Iterable[LedgerEvent]) -> dict[int, list[tuple[int, Decimal]]]:
+    """Per bot, ``[(effective_ts, amount)]`` of its ledger events, in (ts, id) order.
+
+    A bot's opening funding (its earliest ``funding`` event) counts from the
+    beginning (``OPENING_TS``), whatever its ts: the engine may stamp it with
+    the wall clock while a replay's fills and snapshots carry market time.
+    Every other event counts from its own ts. Account-level events are left
+    out (account figures are sums over bots).
+    """
+    out: dict[int, list[tuple[int, Decimal]]] = {}
+    opened: set[int] = set()
+    for e in sorted(events, key=lambda e: (e.ts, e.id)):
+        if e.bot_id is None:
+            continue
+        eff = e.ts
+        if e.kind == "funding" and e.bot_id not in opened:
+            opened.add(e.bot_id)
+            eff = OPENING_TS
+        out.setdefault(e.bot_id, []).append((eff, e.amount))
+    for sched in out.values():
+        sched.sort(key=lambda x: x[0])
+    return out
+
+
+def capital_at(schedule: list[tuple[int, Decimal]], ts: int) -> Decimal:
+    """A bot's capital (quote) at ``ts``: the sum of its schedule entries effective at or before ts."""
+    return sum((a for t, a in schedule if t <= ts), Decimal(0))
