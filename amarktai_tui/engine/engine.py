@@ -14,6 +14,7 @@ backtest run on a simulated clock.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -113,6 +114,7 @@ class TradingEngine:
         self.fill_log: list[Fill] = []  # every fill of this ledger, oldest first (UI tables, today's PnL)
         self.feed: MarketFeed | None = None
         self.running = False
+        self._write_task: asyncio.Future[None] | None = None
 
     # -- start-up -----------------------------------------------------------
     async def start(self, specs: Iterable[BotSpec] = ()) -> None:
@@ -185,7 +187,7 @@ class TradingEngine:
                     await self._commit()
                     since, last = 0, time.monotonic()
                 elif since >= COMMIT_EVERY or time.monotonic() - last >= COMMIT_AFTER_S:
-                    await self.flush()
+                    await self._write_behind()
                     since, last = 0, time.monotonic()
                 if not self.running:
                     break
@@ -325,8 +327,26 @@ class TradingEngine:
         for r in self.runners.values():
             self._batch.bot_updates[r.rec.id] = (r.rec.state, r.rec.state_reason, r.last_ts, now)
 
+    async def _write_behind(self) -> None:
+        """Commit the tick in the background while the loop goes on (paper broker only).
+
+        At most one write is in flight; the next tick waits for it, so an error
+        surfaces one tick later and writes stay in order. The database is
+        always a consistent cut at a tick boundary (each batch is one
+        transaction); a crash loses at most the ticks not yet committed, which
+        a restart replays deterministically from the bots' last committed candle.
+        """
+        if self._write_task is not None:
+            await self._write_task
+        self._mark_positions()
+        batch, self._batch = self._batch, WriteBatch()
+        self._write_task = asyncio.ensure_future(self.store.write(batch))
+
     async def flush(self, *, final: bool = False) -> None:
         """Write whatever is pending; ``final`` also writes every bot's position in time and a snapshot."""
+        if self._write_task is not None:
+            task, self._write_task = self._write_task, None
+            await task
         if self._intents:
             await self._commit()
         if final and self.now_ms:
@@ -349,27 +369,24 @@ class TradingEngine:
             return
         tot_eq = tot_real = tot_unreal = tot_fees = Decimal(0)
         per_bot: dict[int, Decimal] = {}
+        zero = Decimal(0)
         for r in self.runners.values():
-            unreal = r.unrealised()
-            eq = r.funding + r.stats.realised + unreal
+            st = r.stats
+            if r.long:
+                unreal = r.unrealised()
+                eq = r.funding + st.realised + unreal
+                qty = r.book.position_qty
+            else:  # flat: equity moves only with a fill
+                unreal, qty = zero, zero
+                eq = r.flat_equity()
             per_bot[r.rec.id] = eq
             self._batch.snapshots.append(
-                SnapshotRow(
-                    ts,
-                    r.rec.id,
-                    eq,
-                    r.stats.realised,
-                    unreal,
-                    r.stats.fees,
-                    r.book.position_qty,
-                    r.mark_price(),
-                    r.stats.fills,
-                )
+                SnapshotRow(ts, r.rec.id, eq, st.realised, unreal, st.fees, qty, r.mark_price(), st.fills)
             )
             tot_eq += eq
-            tot_real += r.stats.realised
+            tot_real += st.realised
             tot_unreal += unreal
-            tot_fees += r.stats.fees
+            tot_fees += st.fees
         self._batch.snapshots.append(
             SnapshotRow(
                 ts, None, tot_eq, tot_real, tot_unreal, tot_fees, Decimal(0), None, len(self.fill_log)

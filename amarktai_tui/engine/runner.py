@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from amarktai_tui.domain.enums import BotState, OrderType, Side, SignalAction
-from amarktai_tui.domain.types import Candle, Fill, OrderIntent, Signal, client_order_id, timeframe_to_ms
+from amarktai_tui.domain.types import (
+    HOLD,
+    Candle,
+    Fill,
+    OrderIntent,
+    Signal,
+    client_order_id,
+    timeframe_to_ms,
+)
 from amarktai_tui.exchanges.paper import to_decimal
 from amarktai_tui.ledger.pnl import FifoBook
 from amarktai_tui.ledger.store import BotRecord
@@ -20,6 +28,10 @@ from amarktai_tui.strategies.base import Strategy
 from amarktai_tui.strategies.exits import ExitRules, PositionExitTracker
 
 _ZERO = Decimal(0)
+# enum members as module constants: the hot path avoids class attribute lookups
+_ENTER, _EXIT = SignalAction.ENTER, SignalAction.EXIT
+_BUY, _SELL = Side.BUY, Side.SELL
+_RUNNING, _STOPPED, _ERROR = BotState.RUNNING, BotState.STOPPED, BotState.ERROR
 
 
 @dataclass(slots=True)
@@ -42,6 +54,7 @@ class BotRunner:
     """
 
     __slots__ = (
+        "_flat_cache",
         "_trade_pnl",
         "book",
         "cash",
@@ -86,6 +99,7 @@ class BotRunner:
         self.exit_requested: str | None = None
         self.tf_ms = timeframe_to_ms(rec.timeframe)
         self._trade_pnl = _ZERO
+        self._flat_cache: tuple[int, Decimal] | None = None
         rules = ExitRules(rec.stop_loss, rec.take_profit, rec.trailing_stop)
         self.tracker: PositionExitTracker | None = (
             PositionExitTracker(rules) if (rec.stop_loss or rec.take_profit or rec.trailing_stop) else None
@@ -93,30 +107,39 @@ class BotRunner:
 
     # -- the candle path --------------------------------------------------
     def on_candle(self, c: Candle) -> OrderIntent | None:
-        """Feed one closed candle; return an intent to trade, if any. May raise (strategy bug)."""
-        if self.last_ts is not None and c.ts <= self.last_ts:
+        """Feed one closed candle; return an intent to trade, if any. May raise (strategy bug).
+
+        This is the hot path (bots x candles): the common case, a HOLD while
+        flat, returns after the strategy call and three attribute tests.
+        """
+        last = self.last_ts
+        if last is not None and c.ts <= last:
             return None
         self.last_ts = c.ts
         self.mark = c.close
         sig = self.strategy.on_candle(c)
-        exit_sig = self.tracker.check(c) if (self.tracker is not None and self.long) else None
+        long = self.long
+        if sig is HOLD and not long and self.resume_after is None:
+            return None
+        tracker = self.tracker
+        exit_sig = tracker.check(c) if (tracker is not None and long) else None
         if self.resume_after is not None:
             if c.ts <= self.resume_after:
                 return None  # already acted on before a restart: warm-up only
             self.resume_after = None
         state = self.rec.state
-        if self.in_flight is not None or state is BotState.ERROR:
+        if self.in_flight is not None or state is _ERROR:
             return None
-        if self.long:
+        if long:
             if self.exit_requested is not None:
-                return self._intent(c, Side.SELL, Signal(SignalAction.EXIT, reason=self.exit_requested))
-            if exit_sig is None and sig.action is SignalAction.EXIT and state is not BotState.STOPPED:
+                return self._intent(c, _SELL, Signal(_EXIT, reason=self.exit_requested))
+            if exit_sig is None and sig.action is _EXIT and state is not _STOPPED:
                 exit_sig = sig
             if exit_sig is not None:
-                return self._intent(c, Side.SELL, exit_sig)
+                return self._intent(c, _SELL, exit_sig)
             return None
-        if sig.action is SignalAction.ENTER and state is BotState.RUNNING:
-            return self._intent(c, Side.BUY, sig)
+        if sig.action is _ENTER and state is _RUNNING:
+            return self._intent(c, _BUY, sig)
         return None
 
     def _intent(self, c: Candle, side: Side, sig: Signal) -> OrderIntent | None:
@@ -202,6 +225,13 @@ class BotRunner:
     def unrealised(self) -> Decimal:
         m = self.mark_price()
         return self.book.unrealised(m) if (m is not None and self.long) else _ZERO
+
+    def flat_equity(self) -> Decimal:
+        """funding + realised (quote) while flat, cached until the next fill."""
+        n = self.stats.fills
+        if self._flat_cache is None or self._flat_cache[0] != n:
+            self._flat_cache = (n, self.funding + self.stats.realised)
+        return self._flat_cache[1]
 
     def equity(self) -> Decimal:
         """funding + realised + unrealised (quote), per DESIGN.md's equity rule."""
