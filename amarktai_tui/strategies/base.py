@@ -21,11 +21,20 @@ class Strategy(Protocol):
       and timeframe, oldest first, and returns a Signal using candles up to and
       including ``candle`` only (no lookahead). Fills happen later, at the next
       candle's open, outside the strategy.
-    - Work per call is O(1) (incremental indicators), so 45 bots stay cheap.
-    - Until ``warmup`` candles have been seen it returns HOLD.
-    - ``in_position`` is told by the runner so the strategy may phrase exits;
-      strategies emit ENTER/EXIT regardless and the runner ignores an ENTER
-      while long and an EXIT while flat.
+    - Work per call is O(1) (incremental indicators), so 45 bots stay cheap;
+      HOLD is returned as the shared ``domain.types.HOLD`` constant.
+    - ``warmup`` counts candles including the one decided on: calls 1 to
+      ``warmup - 1`` always return HOLD, call ``warmup`` is the first that
+      may return ENTER/EXIT. A runner that feeds ``warmup - 1`` candles of
+      history first can act on the next live candle.
+    - Strategies are position-agnostic: they emit ENTER/EXIT on the event
+      (a crossing, a breakout), once, regardless of position; the runner
+      ignores an ENTER while long and an EXIT while flat. Protective exits
+      (stop-loss, take-profit, trailing stop) are ``strategies.exits``,
+      tracked by the runner per position.
+    - ``params`` are the effective parameters, defaults included. Built-ins
+      take them as keyword arguments and raise StrategyParamError on an
+      unknown name or a bad value (``strategies.registry.make_strategy``).
     """
 
     name: ClassVar[str]
