@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 _DAY_MS = 86_400_000
 COMMIT_EVERY = 512  # candles per tick transaction in a fast replay
 COMMIT_AFTER_S = 0.25  # wall seconds after which pending writes commit regardless
+YIELD_AFTER_S = 0.01  # wall seconds of work after which the loop lets other tasks run
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +178,9 @@ class TradingEngine:
         self.feed = feed
         self.running = True
         self.bus.publish(FeedStatusChanged(self.now_ms, feed.status()))
+        await self.warm_up(feed)
         since = 0
-        last = time.monotonic()
+        last = yielded = time.monotonic()
         try:
             async for candle in feed.candles():
                 self.process(candle)
@@ -186,9 +188,14 @@ class TradingEngine:
                 if self._intents:  # an external broker: pending rows commit before it is called
                     await self._commit()
                     since, last = 0, time.monotonic()
-                elif since >= COMMIT_EVERY or time.monotonic() - last >= COMMIT_AFTER_S:
+                    continue
+                now = time.monotonic()
+                if since >= COMMIT_EVERY or now - last >= COMMIT_AFTER_S:
                     await self._write_behind()
-                    since, last = 0, time.monotonic()
+                    since, last = 0, now
+                if now - yielded >= YIELD_AFTER_S:  # keep a UI on the same loop responsive
+                    await asyncio.sleep(0)
+                    yielded = time.monotonic()
                 if not self.running:
                     break
         finally:
@@ -196,6 +203,29 @@ class TradingEngine:
             await self.flush(final=True)
             self.bus.publish(FeedStatusChanged(self.now_ms, feed.status()))
             self.bus.publish(EngineStopped(self.now_ms, "feed ended"))
+
+    async def warm_up(self, feed: MarketFeed) -> None:
+        """Backfill each stream's warm-up history (exchange feeds) into its bots' strategies.
+
+        A bot that already acted on candles (``resume_after``) warms on the
+        history too; candles it has seen are skipped by time. Replay feeds
+        return no history: their bots warm up on the first candles of the file.
+        """
+        for (pair, tf), runners in self._by_stream.items():
+            need = max((r.strategy.warmup for r in runners), default=0)
+            if not need:
+                continue
+            try:
+                history = await feed.history(pair, tf, need)
+            except Exception as exc:  # a failed backfill delays signals; it must not stop the engine
+                log.warning("warm-up history for %s %s failed: %s", pair, tf, exc)
+                continue
+            for c in history:
+                for r in runners:
+                    try:
+                        r.warm(c)
+                    except Exception as exc:
+                        self._set_state(r, BotState.ERROR, f"strategy raised {type(exc).__name__}: {exc}")
 
     def process(self, c: Candle) -> None:
         """Handle one closed candle synchronously: fills, decisions, snapshots."""

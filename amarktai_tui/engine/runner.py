@@ -142,6 +142,14 @@ class BotRunner:
             return self._intent(c, _BUY, sig)
         return None
 
+    def warm(self, c: Candle) -> None:
+        """Feed a history candle (exchange backfill) to the strategy only: no orders, no marks of lots."""
+        if self.last_ts is not None and c.ts <= self.last_ts:
+            return
+        self.last_ts = c.ts
+        self.mark = c.close
+        self.strategy.on_candle(c)
+
     def _intent(self, c: Candle, side: Side, sig: Signal) -> OrderIntent | None:
         if side is Side.BUY:
             size = entry_quantity(
