@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from amarktai_tui import __version__
 from amarktai_tui.config import ConfigError, Settings, load_settings
 from amarktai_tui.locations import default_config_file, default_data_dir
+
+if TYPE_CHECKING:
+    from amarktai_tui.engine.setup import ReplayArgs
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -121,17 +125,17 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return d
 
 
-def _replay(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _replay(args: argparse.Namespace) -> ReplayArgs | None:
     from amarktai_tui.engine.setup import ReplayArgs
 
+    if args.speed is not None and not (math.isfinite(args.speed) and args.speed >= 0):
+        raise UsageError(f"--speed must be a number >= 0 (0 = as fast as possible), got {args.speed}")
     if not args.replay:
         for flag in ("pair", "timeframe"):
             if getattr(args, flag):
                 raise UsageError(f"--{flag} needs --replay")
         return None
     files = [f for f in args.replay.split(",") if f]
-    if args.speed is not None and args.speed < 0:
-        raise UsageError("--speed must be >= 0 (0 = as fast as possible)")
     if args.timeframe:
         from amarktai_tui.domain.types import timeframe_to_ms
 
@@ -142,14 +146,14 @@ def _replay(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return ReplayArgs(files, args.pair, args.timeframe, args.speed or 0.0, args.until_end)
 
 
-def _daemon(settings: Settings, data_dir: Path, replay: object) -> int:
+def _daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:
     from amarktai_tui.market.loaders import CandleFileError
     from amarktai_tui.ops.daemon import run_daemon, setup_logging
     from amarktai_tui.ops.lock import EngineLockedError
 
     setup_logging(data_dir)
     try:
-        return asyncio.run(run_daemon(settings, data_dir, replay))  # type: ignore[arg-type]
+        return asyncio.run(run_daemon(settings, data_dir, replay))
     except (CandleFileError, EngineLockedError) as exc:
         print(f"amarktai: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, CandleFileError) else EXIT_FAIL

@@ -116,6 +116,8 @@ class TradingEngine:
         self.feed: MarketFeed | None = None
         self.running = False
         self._write_task: asyncio.Future[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._snapshots_until = 0  # newest snapshot time already in the ledger
 
     # -- start-up -----------------------------------------------------------
     async def start(self, specs: Iterable[BotSpec] = ()) -> None:
@@ -129,6 +131,7 @@ class TradingEngine:
             rec.id = await self.store.insert_bot(rec, created_ts, spec.capital, split_pair(spec.pair)[1])
             records[rec.name] = rec
             self.bus.publish(BotCreated(created_ts, rec.id, rec.name))
+        self._snapshots_until = await self.store.last_snapshot_ts()
         funding = await self.store.funding_by_bot()
         for rec in sorted(records.values(), key=lambda r: r.id):
             self._add_runner(rec, funding.get(rec.id, Decimal(0)))
@@ -179,6 +182,7 @@ class TradingEngine:
         self.running = True
         self.bus.publish(FeedStatusChanged(self.now_ms, feed.status()))
         await self.warm_up(feed)
+        idle_flusher = asyncio.ensure_future(self._flush_when_idle())
         since = 0
         last = yielded = time.monotonic()
         try:
@@ -200,6 +204,7 @@ class TradingEngine:
                     break
         finally:
             self.running = False
+            idle_flusher.cancel()
             await self.flush(final=True)
             self.bus.publish(FeedStatusChanged(self.now_ms, feed.status()))
             self.bus.publish(EngineStopped(self.now_ms, "feed ended"))
@@ -225,7 +230,7 @@ class TradingEngine:
                     try:
                         r.warm(c)
                     except Exception as exc:
-                        self._set_state(r, BotState.ERROR, f"strategy raised {type(exc).__name__}: {exc}")
+                        self._fail(r, exc)
 
     def process(self, c: Candle) -> None:
         """Handle one closed candle synchronously: fills, decisions, snapshots."""
@@ -244,7 +249,7 @@ class TradingEngine:
                 try:
                     intent = runner.on_candle(c)
                 except Exception as exc:  # one bot's bug never stops the others
-                    self._set_state(runner, BotState.ERROR, f"strategy raised {type(exc).__name__}: {exc}")
+                    self._fail(runner, exc)
                     continue
                 if intent is not None:
                     if self.broker.external:
@@ -258,7 +263,7 @@ class TradingEngine:
             self._next_snap = (close_ts // self.snapshot_ms + 1) * self.snapshot_ms
         elif close_ts > self._next_snap:
             self._snapshot()  # everything up to the previous close is in
-            self._next_snap = (close_ts // self.snapshot_ms + 1) * self.snapshot_ms
+            self._next_snap = (self.now_ms // self.snapshot_ms + 1) * self.snapshot_ms
         self.now_ms = close_ts
         day = close_ts // _DAY_MS
         if day != self._day:
@@ -296,8 +301,10 @@ class TradingEngine:
                     fill.realised_pnl,
                 )
             )
-            if runner.rec.state is BotState.STOPPED and not runner.long:
-                runner.exit_requested = None
+            if runner.rec.state is BotState.STOPPED:  # stopped while its buy was in flight: close it
+                runner.exit_requested = (
+                    (runner.exit_requested or "bot stopped by user") if runner.long else None
+                )
         else:
             self._batch.order_updates.append((order.client_order_id, upd.state, upd.reason, now, None))
             self.bus.publish(
@@ -357,6 +364,15 @@ class TradingEngine:
         for r in self.runners.values():
             self._batch.bot_updates[r.rec.id] = (r.rec.state, r.rec.state_reason, r.last_ts, now)
 
+    async def _flush_when_idle(self) -> None:
+        """Commit pending writes when no candle has come for a while (a replay that ended, a quiet feed)."""
+        seen = -1
+        while True:
+            await asyncio.sleep(COMMIT_AFTER_S)
+            if self.candles_seen == seen and self._batch:
+                await self._write_behind()
+            seen = self.candles_seen
+
     async def _write_behind(self) -> None:
         """Commit the tick in the background while the loop goes on (paper broker only).
 
@@ -366,17 +382,19 @@ class TradingEngine:
         transaction); a crash loses at most the ticks not yet committed, which
         a restart replays deterministically from the bots' last committed candle.
         """
-        if self._write_task is not None:
-            await self._write_task
-        self._mark_positions()
-        batch, self._batch = self._batch, WriteBatch()
-        self._write_task = asyncio.ensure_future(self.store.write(batch))
+        async with self._write_lock:
+            if self._write_task is not None:
+                await self._write_task
+            self._mark_positions()
+            batch, self._batch = self._batch, WriteBatch()
+            self._write_task = asyncio.ensure_future(self.store.write(batch))
 
     async def flush(self, *, final: bool = False) -> None:
         """Write whatever is pending; ``final`` also writes every bot's position in time and a snapshot."""
-        if self._write_task is not None:
-            task, self._write_task = self._write_task, None
-            await task
+        async with self._write_lock:
+            if self._write_task is not None:
+                task, self._write_task = self._write_task, None
+                await task
         if self._intents:
             await self._commit()
         if final and self.now_ms:
@@ -395,8 +413,8 @@ class TradingEngine:
     # -- snapshots and figures -------------------------------------------------
     def _snapshot(self) -> None:
         ts = self.now_ms
-        if not ts:
-            return
+        if not ts or ts <= self._snapshots_until:
+            return  # a restart re-warming over times a previous run already recorded
         tot_eq = tot_real = tot_unreal = tot_fees = Decimal(0)
         per_bot: dict[int, Decimal] = {}
         zero = Decimal(0)
@@ -499,6 +517,12 @@ class TradingEngine:
         self.broker.set_balance(rec.id, spec.capital)
         self.bus.publish(BotCreated(now, rec.id, rec.name))
         return runner
+
+    def _fail(self, runner: BotRunner, exc: Exception) -> None:
+        """A bot's strategy raised: ERROR with the reason (once; the bot then sits out)."""
+        if runner.rec.state is not BotState.ERROR:
+            log.warning("bot %s: strategy raised", runner.rec.name, exc_info=exc)
+            self._set_state(runner, BotState.ERROR, f"strategy raised {type(exc).__name__}: {exc}")
 
     def _set_state(self, runner: BotRunner, new: BotState, reason: str) -> None:
         old = runner.rec.state

@@ -58,6 +58,7 @@ class BotRunner:
         "_trade_pnl",
         "book",
         "cash",
+        "entry_ts",
         "exit_requested",
         "fee_rate",
         "funding",
@@ -92,6 +93,7 @@ class BotRunner:
         self.book = FifoBook()
         self.stats = BotStats()
         self.long = False
+        self.entry_ts = 0  # open time of the candle the current position was entered on
         self.in_flight: str | None = None
         self.last_ts: int | None = None
         self.resume_after: int | None = rec.last_candle_ts  # candles up to here only warm the strategy
@@ -117,12 +119,14 @@ class BotRunner:
             return None
         self.last_ts = c.ts
         self.mark = c.close
+        if self.rec.state is _ERROR:
+            return None  # its strategy raised: it sits out until resumed
         sig = self.strategy.on_candle(c)
         long = self.long
         if sig is HOLD and not long and self.resume_after is None:
             return None
         tracker = self.tracker
-        exit_sig = tracker.check(c) if (tracker is not None and long) else None
+        exit_sig = tracker.check(c) if (tracker is not None and long and c.ts >= self.entry_ts) else None
         if self.resume_after is not None:
             if c.ts <= self.resume_after:
                 return None  # already acted on before a restart: warm-up only
@@ -188,8 +192,10 @@ class BotRunner:
         if fill.side is Side.BUY:
             self.book.buy(fill.quantity, fill.price, fill.fee, fill.ts)
             self.cash -= fill.quantity * fill.price + fill.fee
-            if self.tracker is not None and not self.long:
-                self.tracker.on_entry(float(fill.price))
+            if not self.long:
+                self.entry_ts = fill.ts
+                if self.tracker is not None:
+                    self.tracker.on_entry(float(fill.price))
             self.long = True
             realised = _ZERO
         else:

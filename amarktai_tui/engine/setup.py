@@ -7,7 +7,7 @@ Nothing here imports Textual; ``tui/`` and ``ops/daemon.py`` both call
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 from amarktai_tui.config import BotSettings, Settings
@@ -69,7 +69,7 @@ def demo_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSp
     n = 3 * len(streams)
     if not n:
         return []
-    capital = (settings.paper.starting_balance / n).quantize(Decimal("0.01"))
+    capital = (settings.paper.starting_balance / n).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
     multi_tf = len({tf for _, tf in streams}) > 1
     out: list[BotSpec] = []
     for pair, tf in streams:

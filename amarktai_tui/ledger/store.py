@@ -220,6 +220,12 @@ class LedgerStore:
         ) as cur:
             return await cur.fetchone() is not None
 
+    async def last_snapshot_ts(self) -> int:
+        """Time (ms UTC) of the newest equity snapshot, 0 when there is none."""
+        async with self._conn.execute("SELECT COALESCE(MAX(ts), 0) FROM equity_snapshots") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def set_kv(self, key: str, value: str) -> None:
         await self._conn.execute(
             "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -180,11 +180,6 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert not (d / "amarktai.sqlite3").exists(), "nothing written for a bad replay file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG cli.py _replay: '--speed nan' and '--speed inf' pass the `< 0` check; ReplayFeed's speed "
-    "setter then raises ValueError inside run_daemon, which _daemon does not catch: traceback, exit 1",
-)
 @pytest.mark.parametrize("speed", ["nan", "inf"])
 def test_non_finite_speed_is_a_usage_error(tmp_path: Path, speed: str) -> None:
     res = amarktai(
@@ -201,11 +196,6 @@ def test_non_finite_speed_is_a_usage_error(tmp_path: Path, speed: str) -> None:
     assert "--speed" in one_line_error(res)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG cli.py _replay: --speed is validated only when --replay is given; `amarktai --speed -1 ...` "
-    "without --replay is accepted silently (for --daemon it then runs the exchange feed), not exit 2",
-)
 def test_negative_speed_without_replay_is_a_usage_error(tmp_path: Path) -> None:
     # a read command, so that a missing check cannot start a daemon against a real exchange
     (tmp_path / "d").mkdir()

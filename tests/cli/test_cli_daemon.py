@@ -72,13 +72,6 @@ def test_daemon_runs_until_sigterm_and_guards_its_data_dir(tmp_path: Path) -> No
     assert fill_count(data) == n
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/engine.py run(): in a fast replay (speed 0) writes are committed every 512 candles "
-    "or 0.25 s, checked only when a candle arrives; when the data ends without --until-end the feed waits "
-    "for stop() and the last (up to 511 candles of) fills, orders and bot positions stay uncommitted while "
-    "the daemon idles: `amarktai status` and other readers see a stale ledger until SIGTERM",
-)
 def test_ledger_is_complete_while_the_daemon_idles_after_the_data(tmp_path: Path) -> None:
     rows = json.loads(BTC_5M.read_text())[:6000]
     small = tmp_path / "small" / BTC_5M.name

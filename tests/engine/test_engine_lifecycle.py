@@ -180,13 +180,6 @@ async def test_stopped_bot_closes_its_position_then_does_nothing(tmp_path: Path)
     _verify_ok(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/engine.py set_bot_state + runner.py: stopping a bot whose BUY is still in flight "
-    "sets no exit_requested (runner.long is False then); when the buy fills the bot is STOPPED and long, "
-    "and on_candle ignores strategy exits while stopped, so the position is trapped (only a stop-loss "
-    "could close it), contrary to 'stopped closes its position'",
-)
 async def test_stopped_while_a_buy_is_in_flight_still_ends_flat(tmp_path: Path) -> None:
     cs = candles(BTC_1H)
     i = 200
@@ -312,13 +305,6 @@ async def test_a_raising_strategy_puts_only_its_bot_in_error(full_1h_run: Path, 
     _verify_ok(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/engine.py process(): a bot already in ERROR still has its strategy called on every "
-    "candle (runner.on_candle calls strategy.on_candle before looking at the state); each raise calls "
-    "_set_state(ERROR) again, publishing BotStateChanged(error -> error) per candle (thousands of events "
-    "for the TUI/audit/notifications) and overwriting state_reason with the latest failure",
-)
 async def test_a_failing_bot_is_put_in_error_once(tmp_path: Path) -> None:
     _bad, events = await _run_with_a_failing_bot(tmp_path)
     boom_ts = candles(BTC_1H)[BOOM_AT - 1].ts

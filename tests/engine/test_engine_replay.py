@@ -12,7 +12,6 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-import pytest
 from engine_helpers import (
     BTC_1H,
     ETH_1H,
@@ -168,11 +167,6 @@ def test_second_identical_run_gives_identical_fills(full_1h_run: Path, tmp_path:
     assert rows(full_1h_run, q) == rows(tmp_path, q)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/setup.py demo_specs: capital = (starting_balance / n).quantize(Decimal('0.01')) "
-    "rounds half-even, so 6 demo bots get 1666.67 each = 10000.02 > starting_balance 10000",
-)
 def test_demo_capital_never_exceeds_the_starting_balance(full_1h_run: Path) -> None:
     """Demo bots split paper.starting_balance (10000); the split must not create money."""
     funding = sum(
@@ -182,12 +176,6 @@ def test_demo_capital_never_exceeds_the_starting_balance(full_1h_run: Path) -> N
     assert funding <= Decimal(10_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/engine.py _advance_clock: after a snapshot _next_snap is computed from the NEW "
-    "candle's close instead of from the snapshot time, so with 1h candles and snapshot_interval=1h "
-    "a snapshot is written only every 2 hours",
-)
 def test_snapshots_follow_the_snapshot_interval(full_1h_run: Path) -> None:
     """Default engine.snapshot_interval is 1h: with 1h candles, one account snapshot per hour."""
     closes = {r[0] + HOUR for r in raw_candles(BTC_1H)}

@@ -92,13 +92,6 @@ def test_restart_equals_an_uninterrupted_run(full_1h_run: Path, tmp_path: Path, 
     _verify_ok(data_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/engine.py: on restart the engine re-feeds the replay from its first candle "
-    "to warm the strategies, and _advance_clock/_snapshot write equity snapshots for those warm-up "
-    "candles again, with the state rebuilt from ALL stored fills (realised PnL and fill_count from "
-    "the future at past timestamps, duplicate (bot_id, ts) rows)",
-)
 def test_restart_does_not_rewrite_past_equity_snapshots(full_1h_run: Path, tmp_path: Path) -> None:
     cut = _cut_with_an_open_order(full_1h_run)
     data_dir = tmp_path / "data"
@@ -127,13 +120,6 @@ trailing_stop = "0.03"
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG engine/runner.py BotRunner.on_candle: after a restart the position is rebuilt from the "
-    "fills (tracker.on_entry) and then tracker.check() runs on every warm-up candle from the start of "
-    "the data, including candles BEFORE the entry, so the trailing stop's peak is the highest high "
-    "since the data began and the position exits earlier than in an uninterrupted run",
-)
 def test_restart_while_long_with_a_trailing_stop(tmp_path: Path) -> None:
     settings = settings_from(tmp_path, TRAILING_BOT)
     whole = tmp_path / "whole"
