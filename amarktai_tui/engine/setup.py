@@ -20,6 +20,11 @@ from amarktai_tui.locations import db_path
 from amarktai_tui.market.base import MarketFeed
 
 _BPS = Decimal(10_000)
+DEMO_STRATEGIES: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("ema", "sma_cross", {"fast": 50, "slow": 200, "kind": "ema"}),
+    ("rsi", "rsi_reversion", {"period": 14, "oversold": 30, "overbought": 70}),
+    ("donchian", "donchian_breakout", {"entry_period": 288, "exit_period": 144}),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +67,13 @@ def bot_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSpe
 
 
 def demo_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSpec]:
-    """Three demo bots per (pair, timeframe): SMA cross, RSI reversion, Donchian breakout.
+    """Three demo bots per (pair, timeframe): EMA cross, RSI reversion, Donchian breakout.
 
-    Capital: ``paper.starting_balance`` split evenly; a 5% stop-loss on each.
+    Capital: ``paper.starting_balance`` split evenly (rounded down); a 5%
+    stop-loss on each. Parameters are classic slow settings (EMA 50/200,
+    RSI 14 at 30/70, a Donchian channel of 288/144 candles: a day and half a
+    day of 5m candles), chosen so the demo does not churn its capital away in
+    fees; they are not fitted to any data.
     """
     n = 3 * len(streams)
     if not n:
@@ -74,11 +83,7 @@ def demo_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSp
     out: list[BotSpec] = []
     for pair, tf in streams:
         stem = pair.split("/")[0].lower() + (f"-{tf}" if multi_tf else "")
-        for short, strategy in (
-            ("sma", "sma_cross"),
-            ("rsi", "rsi_reversion"),
-            ("donchian", "donchian_breakout"),
-        ):
+        for short, strategy, params in DEMO_STRATEGIES:
             out.append(
                 BotSpec(
                     name=f"{stem}-{short}",
@@ -86,7 +91,7 @@ def demo_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSp
                     pair=pair,
                     timeframe=tf,
                     strategy=strategy,
-                    params={},
+                    params=dict(params),
                     risk_mode=RiskMode.BALANCED,
                     capital=capital,
                     stop_loss=Decimal("0.05"),

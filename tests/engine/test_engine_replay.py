@@ -41,7 +41,7 @@ TOL_PNL = Fraction(1, 10**8)
 def test_bots_traded_on_both_pairs(full_1h_run: Path) -> None:
     fl = fills(full_1h_run)
     b = bots(full_1h_run)
-    assert set(b) == {f"{c}-{s}" for c in ("btc", "eth") for s in ("sma", "rsi", "donchian")}
+    assert set(b) == {f"{c}-{s}" for c in ("btc", "eth") for s in ("ema", "rsi", "donchian")}
     assert {f["pair"] for f in fl} == {"BTC/USDT", "ETH/USDT"}
     sells = Counter(f["bot"] for f in fl if f["side"] == "sell")
     assert set(sells) == set(b), f"every demo bot closes at least one trade: {sells}"

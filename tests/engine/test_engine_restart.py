@@ -149,30 +149,30 @@ async def test_paused_state_persists_across_restart(full_1h_run: Path, tmp_path:
     engine, feed = await open_engine(settings, data_dir, ReplayArgs([str(p) for p in half], until_end=True))
     try:
         await engine.run(feed)
-        bot = engine.runner_by_name("eth-sma")
+        bot = engine.runner_by_name("eth-ema")
         await engine.set_bot_state(bot.rec.id, BotState.PAUSED, "paused for the test")
     finally:
         await engine.store.close()
-    assert bots(data_dir)["eth-sma"]["state"] == "paused"
-    assert bots(data_dir)["eth-sma"]["state_reason"] == "paused for the test"
+    assert bots(data_dir)["eth-ema"]["state"] == "paused"
+    assert bots(data_dir)["eth-ema"]["state_reason"] == "paused for the test"
 
     engine, feed = await open_engine(
         settings, data_dir, ReplayArgs([str(BTC_1H), str(ETH_1H)], until_end=True)
     )
     try:
-        bot = engine.runner_by_name("eth-sma")
+        bot = engine.runner_by_name("eth-ema")
         assert bot.rec.state is BotState.PAUSED
         assert bot.rec.state_reason == "paused for the test"
         assert engine.runner_by_name("eth-rsi").rec.state is BotState.RUNNING
         await engine.run(feed)
     finally:
         await engine.store.close()
-    assert bots(data_dir)["eth-sma"]["state"] == "paused"
-    after = [f for f in fills(data_dir) if f["bot"] == "eth-sma" and f["ts"] >= cut]
+    assert bots(data_dir)["eth-ema"]["state"] == "paused"
+    after = [f for f in fills(data_dir) if f["bot"] == "eth-ema" and f["ts"] >= cut]
     assert not [f for f in after if f["side"] == "buy"], "a paused bot opens nothing new"
     # it was flat or had one position: at most its exit happens after the cut
     assert len(after) <= 1
     # the other bots traded on as in an uninterrupted run
-    others = [f for f in fills(data_dir) if f["bot"] != "eth-sma"]
-    assert fill_tuples(others) == fill_tuples([f for f in fills(full_1h_run) if f["bot"] != "eth-sma"])
+    others = [f for f in fills(data_dir) if f["bot"] != "eth-ema"]
+    assert fill_tuples(others) == fill_tuples([f for f in fills(full_1h_run) if f["bot"] != "eth-ema"])
     _verify_ok(data_dir)
