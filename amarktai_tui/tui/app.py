@@ -1,0 +1,340 @@
+"""AmarktaiApp: the Textual cockpit around one TradingEngine in the same asyncio loop.
+
+The engine runs in the ``engine`` worker; bus events reach ``EngineModel``
+(cheap appends), and a timer at ``settings.ui.refresh_rate`` Hz redraws the
+header and the visible pane when something changed. Commands (pause, resume,
+stop, pause all, resume all) run as ``commands`` workers; one
+``Worker.StateChanged`` handler turns any worker error into a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.theme import Theme
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from amarktai_tui.config import Settings
+from amarktai_tui.domain.enums import BotState
+from amarktai_tui.domain.types import split_pair
+from amarktai_tui.engine.engine import EngineError, TradingEngine
+from amarktai_tui.engine.events import EventBus
+from amarktai_tui.engine.setup import ReplayArgs, open_engine
+from amarktai_tui.locations import db_path, lock_path, user_themes_dir
+from amarktai_tui.market.base import FeedState, FeedStatus
+from amarktai_tui.ops.lock import EngineLock, EngineLockedError
+from amarktai_tui.tui.bots_pane import BotsPane
+from amarktai_tui.tui.header import AppHeader
+from amarktai_tui.tui.model import EngineModel
+from amarktai_tui.tui.palette import BotCommands
+from amarktai_tui.tui.profits_pane import ProfitsPane
+from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
+from amarktai_tui.tui.screens.confirm import ConfirmScreen
+from amarktai_tui.tui.screens.new_bot import NewBotScreen
+from amarktai_tui.tui.themes import BUILTIN_DIR, THEME_VARIABLES, choose_theme, load_themes
+
+FRAME_BUDGET_SHARE = 5
+"""A frame that took t seconds to draw is followed by at least (5 - 1) * t without drawing."""
+
+
+class AmarktaiApp(App[None]):
+    """The cockpit: header, Bots and Profits tabs, footer; owns the engine, its lock and its worker."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Amarktai"
+    COMMANDS = App.COMMANDS | {BotCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("1", "show_tab('bots')", "Bots", id="app.tab_bots"),
+        Binding("2", "show_tab('profits')", "Profits", id="app.tab_profits"),
+        Binding("n", "new_bot", "New bot", id="app.new_bot"),
+        Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
+        Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path,
+        replay: ReplayArgs | None,
+        *,
+        themes_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.data_dir = data_dir
+        self.replay = replay
+        self.themes_dir = user_themes_dir() if themes_dir is None else themes_dir
+        self.bus = EventBus()
+        self.model = EngineModel(self.bus)
+        self.engine: TradingEngine | None = None
+        self.feed_ended = asyncio.Event()
+        """Set once the feed has ended (replay data done) and the final state is drawn."""
+        self.engine_done = asyncio.Event()
+        """Set when the engine worker has finished (store closed, lock released)."""
+        self._engine_started = False
+        self._problem: str | None = None
+        self._drawn = -1
+        self._status: FeedStatus | None = None
+        self._next_draw = 0.0
+
+    # -- start-up ---------------------------------------------------------------
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(THEME_VARIABLES)
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader()
+        with TabbedContent(initial="bots", id="tabs"):
+            with TabPane("Bots", id="bots"):
+                yield BotsPane(id="bots-pane")
+            with TabPane("Profits", id="profits"):
+                yield ProfitsPane(id="profits-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._load_themes()
+        self.theme_changed_signal.subscribe(self, self._on_theme_changed)
+        self.set_interval(1 / self.settings.ui.refresh_rate, self.redraw, name="redraw")
+        self.query_one("#bots-table", DataTable).focus()
+        self.call_after_refresh(self._start_engine)  # first frame before the (blocking) file loading
+
+    def _load_themes(self) -> None:
+        loaded = load_themes(BUILTIN_DIR, self.themes_dir)
+        for theme in loaded.themes.values():
+            self.register_theme(theme)
+        for error in loaded.errors:
+            self.notify(error, title="Theme not loaded", severity="warning", timeout=15)
+        name, fallback = choose_theme(self.settings.ui.theme, set(self.available_themes))
+        if fallback:
+            self.notify(fallback, title="Theme", severity="warning", timeout=15)
+        self.theme = name
+
+    def _on_theme_changed(self, _theme: Theme) -> None:
+        if not self.is_running:
+            return
+        self.query_one(BotsPane).invalidate()
+        self.query_one(ProfitsPane).invalidate()
+        self.redraw(force=True)
+
+    def _start_engine(self) -> None:
+        self._engine_started = True
+        self._engine_worker()
+
+    # -- the engine worker --------------------------------------------------------
+    @work(exclusive=True, group="engine", exit_on_error=False, name="engine")
+    async def _engine_worker(self) -> None:
+        try:
+            await self._run_engine()
+        finally:
+            self.engine_done.set()
+
+    async def _run_engine(self) -> None:
+        lock = EngineLock(lock_path(self.data_dir))
+        try:
+            lock.acquire()
+        except EngineLockedError as exc:
+            self.exit(return_code=1, message=f"amarktai: {exc}")
+            return
+        try:
+            engine, feed = await open_engine(self.settings, self.data_dir, self.replay, self.bus)
+            self.engine = engine
+            self.model.load_history(db_path(self.data_dir))
+            run = asyncio.create_task(engine.run(feed), name="engine.run")
+            try:
+                await asyncio.shield(run)  # a cancelled worker (app exit) still stops the engine cleanly
+            except asyncio.CancelledError:
+                engine.stop()
+                await run
+                raise
+            finally:
+                await engine.store.close()
+        finally:
+            lock.release()
+
+    async def stop_engine(self) -> None:
+        """Stop the run (the engine flushes), then wait for the worker to close the ledger."""
+        if self.engine is not None:
+            self.engine.stop()
+        if self._engine_started:
+            await self.engine_done.wait()
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        """The one place a worker's failure becomes a message (harlequin style)."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if event.worker.group == "engine":
+            text = f"{type(error).__name__}: {error}"
+            if self.engine is None:  # failed while starting: nothing to show, say why on exit
+                self.exit(return_code=1, message=f"amarktai: engine failed to start: {text}")
+                return
+            self._problem = "ENGINE FAILED"
+            self.notify(f"The engine stopped: {text}", title="Engine error", severity="error", timeout=60)
+            self.redraw(force=True)
+        elif isinstance(error, EngineError):
+            self.notify(str(error), title="Not done", severity="warning")
+        else:
+            self.notify(f"{type(error).__name__}: {error}", title="Command failed", severity="error")
+
+    # -- redraw -------------------------------------------------------------------
+    def redraw(self, force: bool = False) -> None:
+        """Redraw header and visible views if the model changed (timer at ``ui.refresh_rate`` Hz)."""
+        if not self.is_running:  # shutting down: the screens are gone
+            return
+        engine = self.engine
+        status = engine.feed.status() if engine is not None and engine.feed is not None else None
+        if not force and self.model.version == self._drawn and status == self._status:
+            return
+        started = time.perf_counter()
+        if not force and started < self._next_draw:
+            return  # frame budget: many bots at full replay speed make a frame costly
+        self._drawn, self._status = self.model.version, status
+        try:
+            with self.batch_update():  # one paint for the whole frame
+                self._draw(engine, status)
+        finally:
+            # the timer asks at ui.refresh_rate Hz; drawing (and the paint after it, of similar
+            # cost) takes at most ~1/FRAME_BUDGET_SHARE of the time so the engine keeps the rest
+            self._next_draw = started + (time.perf_counter() - started) * FRAME_BUDGET_SHARE
+
+    def _draw(self, engine: TradingEngine | None, status: FeedStatus | None) -> None:
+        stopped = self.model.stopped is not None
+        self.query_one(AppHeader).show(engine, self._problem, stopped=stopped)
+        while self.model.alerts:
+            self.notify(self.model.alerts.popleft(), title="Bot error", severity="error", timeout=30)
+        if engine is None:
+            return
+        if self.query_one("#tabs", TabbedContent).active == "profits":
+            self.query_one(ProfitsPane).refresh_view(engine, self.model)
+        else:
+            self.query_one(BotsPane).refresh_view(engine)
+        if isinstance(self.screen, BotDetailScreen) and self.screen.composed:
+            self.screen.query_one(AppHeader).show(engine, self._problem, stopped=stopped)
+            self.screen.refresh_view()
+        if status is not None and status.state is FeedState.ENDED:
+            self.feed_ended.set()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.redraw(force=True)
+
+    # -- actions ----------------------------------------------------------------
+    async def action_quit(self) -> None:
+        await self.stop_engine()
+        self.exit(return_code=1 if self._problem else 0)
+
+    async def on_unmount(self) -> None:
+        await self.stop_engine()  # the app was closed another way (e.g. by a test harness)
+        self.model.close()
+
+    def action_show_tab(self, tab: str) -> None:
+        while isinstance(self.screen, BotDetailScreen):
+            self.pop_screen()
+        self.query_one("#tabs", TabbedContent).active = tab
+        self.query_one("#bots-table" if tab == "bots" else "#trades-tape RichLog").focus()
+
+    def _live_engine(self) -> TradingEngine | None:
+        if self.engine is None:
+            self.notify("the engine is still starting", severity="warning")
+            return None
+        if self.model.stopped is not None or self._problem is not None:
+            self.notify("the engine has stopped; restart the app to trade", severity="warning")
+            return None
+        return self.engine
+
+    def action_pause_all(self) -> None:
+        if (engine := self._live_engine()) is not None:
+            self._command(engine.pause_all, lambda n: f"paused {n} bot(s)")
+
+    def action_resume_all(self) -> None:
+        if (engine := self._live_engine()) is not None:
+            self._command(engine.resume_all, lambda n: f"resumed {n} bot(s)")
+
+    def action_new_bot(self) -> None:
+        engine = self._live_engine()
+        if engine is None:
+            return
+        streams = engine.feed.streams if engine.feed is not None else []
+        self.push_screen(NewBotScreen(engine, self.settings.market.exchange, streams), self._bot_created)
+
+    def _bot_created(self, bot_id: int | None) -> None:
+        if bot_id is None or self.engine is None:
+            return
+        self.action_show_tab("bots")
+        self.redraw(force=True)
+        self.query_one(BotsPane).select_bot(bot_id)
+        self.notify(f"bot {self.engine.runners[bot_id].rec.name} created")
+
+    @on(BotsPane.BotAction)
+    def _on_bot_action(self, message: BotsPane.BotAction) -> None:
+        self.bot_action(message.action, message.bot_id)
+
+    def bot_action(self, action: str, bot_id: int) -> None:
+        """``action`` (start, pause, stop, details) on bot ``bot_id``; stop asks for confirmation first."""
+        engine = self.engine
+        if engine is None or bot_id not in engine.runners:
+            return
+        runner = engine.runners[bot_id]
+        name = runner.rec.name
+        if action == "details":
+            self.push_screen(
+                BotDetailScreen(engine, self.model, bot_id, on_ready=lambda: self.redraw(force=True))
+            )
+            return
+        if self._live_engine() is None:
+            return
+        if action == "start":
+            self._command(
+                lambda: engine.set_bot_state(bot_id, BotState.RUNNING, "resumed by user"),
+                lambda _: f"{name} running",
+            )
+        elif action == "pause":
+            self._command(
+                lambda: engine.set_bot_state(bot_id, BotState.PAUSED, "paused by user"),
+                lambda _: f"{name} paused",
+            )
+        elif action == "stop":
+            if runner.long:
+                base = split_pair(runner.rec.pair)[0]
+                why = (
+                    f"{name} holds {runner.book.position_qty.normalize():f} {base}. Stopping closes this position "
+                    "with a market order at the next candle's open; then the bot opens nothing new "
+                    "until you start it again."
+                )
+            else:
+                why = f"{name} holds no position. Stopped, it opens nothing new until you start it again."
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self._command(
+                        lambda: engine.set_bot_state(bot_id, BotState.STOPPED, "stopped by user"),
+                        lambda _: f"{name} stopped",
+                    )
+
+            self.push_screen(ConfirmScreen(f"Stop bot {name}?", why, "Stop bot"), confirmed)
+
+    @work(group="commands", exit_on_error=False)
+    async def _command(self, call: Callable[[], Awaitable[Any]], done: Callable[[Any], str]) -> None:
+        """Run an engine command; its EngineError reaches ``_worker_state`` (the one error path)."""
+        result = await call()
+        self.notify(done(result))
+        self.redraw(force=True)
+
+
+def run_tui(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:
+    """Run the TUI until the user quits; returns the exit code (0 ok, 1 engine failure or locked data dir)."""
+    from amarktai_tui.ops.daemon import setup_logging
+
+    setup_logging(data_dir, stderr=False)  # log lines must never be printed over the screen
+    app = AmarktaiApp(settings, data_dir, replay)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,68 @@
+"""Command palette provider: bot commands (pause/resume/stop/details <bot>, pause all, resume all, new bot)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from amarktai_tui.domain.enums import BotState
+
+if TYPE_CHECKING:
+    from amarktai_tui.tui.app import AmarktaiApp
+
+Command = tuple[str, Callable[[], object], str]
+
+
+class BotCommands(Provider):
+    """Offers the engine commands that make sense now (e.g. 'Pause bot X' only for a running bot)."""
+
+    def _commands(self) -> list[Command]:
+        app = cast("AmarktaiApp", self.app)
+        engine = app.engine
+        if engine is None:
+            return []
+        out: list[Command] = [
+            (
+                "Pause all bots",
+                app.action_pause_all,
+                "Pause every running bot (exits by stop rules continue)",
+            ),
+            ("Resume all bots", app.action_resume_all, "Resume every paused bot"),
+            ("New bot", app.action_new_bot, "Open the new-bot form"),
+        ]
+        for runner in sorted(engine.runners.values(), key=lambda r: r.rec.name):
+            name, state, bot_id = runner.rec.name, runner.rec.state, runner.rec.id
+            if state is BotState.RUNNING:
+                out.append(
+                    (f"Pause bot {name}", partial(app.bot_action, "pause", bot_id), "Stop opening trades")
+                )
+            if state is not BotState.RUNNING:
+                out.append(
+                    (f"Resume bot {name}", partial(app.bot_action, "start", bot_id), f"Now {state.value}")
+                )
+            if state is not BotState.STOPPED:
+                out.append(
+                    (
+                        f"Stop bot {name}",
+                        partial(app.bot_action, "stop", bot_id),
+                        "Closes its position (asks first)",
+                    )
+                )
+            out.append(
+                (f"Bot details {name}", partial(app.bot_action, "details", bot_id), "Trades and chart")
+            )
+        return out
+
+    async def discover(self) -> Hits:
+        for text, callback, help_text in self._commands()[:3]:
+            yield DiscoveryHit(text, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, text=text, help=help_text)

@@ -1,0 +1,51 @@
+"""Fixtures for the TUI tests: a real engine replaying real Binance candles into a tmp data dir."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tui_helpers import BTC_1H
+
+from amarktai_tui.config import Settings, load_settings
+from amarktai_tui.engine.setup import ReplayArgs
+from amarktai_tui.tui.app import AmarktaiApp
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep the developer's own config, env overrides and theme folder out of the tests."""
+    for key in list(__import__("os").environ):
+        if key.startswith("AMARKTAI_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(None)
+
+
+@pytest.fixture
+def replay() -> ReplayArgs:
+    return ReplayArgs(files=[str(BTC_1H)], speed=0, until_end=False)
+
+
+@pytest.fixture
+def make_app(settings: Settings, replay: ReplayArgs, tmp_path: Path) -> Callable[..., AmarktaiApp]:
+    """``make_app(**overrides)``: a fresh app on ``tmp_path/data`` (an empty user-themes folder)."""
+    themes = tmp_path / "themes"
+    themes.mkdir()
+
+    def make(
+        *, settings_: Settings | None = None, data_dir: Path | None = None, themes_dir: Path | None = None
+    ) -> AmarktaiApp:
+        return AmarktaiApp(
+            settings_ or settings,
+            data_dir or tmp_path / "data",
+            replay,
+            themes_dir=themes_dir or themes,
+        )
+
+    return make

@@ -1,0 +1,46 @@
+"""SVG snapshots at 140x45 of finished replays (deterministic: real data, engine time, no wall clock).
+
+Update with ``pytest tests/tui --snapshot-update`` after checking the change is wanted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+from tui_helpers import SIZE, replay_done
+
+from amarktai_tui.tui.app import AmarktaiApp
+
+MakeApp = Callable[..., AmarktaiApp]
+
+
+def after_replay(app: AmarktaiApp, *keys: str) -> Callable[[Pilot[None]], Any]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await replay_done(app, pilot)
+        if keys:
+            await pilot.press(*keys)
+            await pilot.pause()
+
+    return run_before
+
+
+def test_main_screen_bots(snap_compare: Any, make_app: MakeApp) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=after_replay(app))
+
+
+def test_main_screen_profits(snap_compare: Any, make_app: MakeApp) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=after_replay(app, "2"))
+
+
+def test_new_bot_form(snap_compare: Any, make_app: MakeApp) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=after_replay(app, "n"))
+
+
+def test_bot_details(snap_compare: Any, make_app: MakeApp) -> None:
+    app = make_app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=after_replay(app, "down", "d"))

@@ -1,0 +1,34 @@
+"""Shared constants and waits for the TUI tests (no sleeps: each wait is on a real completion signal)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from amarktai_tui.tui.app import AmarktaiApp
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+BTC_1H = DATA / "binance" / "BTC_USDT-1h.json"
+SIZE = (140, 45)
+REPLAY_TIMEOUT_S = 120  # a guard against a hang, not a wait: the replay ends in about a second
+
+
+async def replay_done(app: AmarktaiApp, pilot: Pilot[None]) -> None:
+    """Wait until the replay data is exhausted and the final state is drawn."""
+    await asyncio.wait_for(app.feed_ended.wait(), REPLAY_TIMEOUT_S)
+    await pilot.pause()
+
+
+async def commands_done(app: AmarktaiApp, pilot: Pilot[None]) -> None:
+    """Wait for the engine commands started by key presses (pause, resume, stop...) to finish."""
+    await workers_done(app, "commands")
+    await pilot.pause()
+
+
+async def workers_done(app: AmarktaiApp, group: str) -> None:
+    """Wait for the app's workers of ``group`` (finished workers leave the manager: none left = done)."""
+    workers = [w for w in app.workers if w.group == group]
+    if workers:  # wait_for_complete([]) would wait for every worker, the engine's included
+        await app.workers.wait_for_complete(workers)
