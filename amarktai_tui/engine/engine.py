@@ -367,11 +367,15 @@ class TradingEngine:
     async def _flush_when_idle(self) -> None:
         """Commit pending writes when no candle has come for a while (a replay that ended, a quiet feed)."""
         seen = -1
+        state = self.feed.status().state if self.feed is not None else None
         while True:
             await asyncio.sleep(COMMIT_AFTER_S)
             if self.candles_seen == seen and self._batch:
                 await self._write_behind()
             seen = self.candles_seen
+            if self.feed is not None and (status := self.feed.status()).state != state:
+                state = status.state
+                self.bus.publish(FeedStatusChanged(self.now_ms, status))
 
     async def _write_behind(self) -> None:
         """Commit the tick in the background while the loop goes on (paper broker only).
@@ -441,6 +445,13 @@ class TradingEngine:
             )
         )
         self.bus.publish(EquitySampled(ts, tot_eq, per_bot))
+
+    def open_order(self, bot_id: int) -> Order | None:
+        """The bot's order in flight (pending or open), if any."""
+        runner = self.runners.get(bot_id)
+        if runner is None or runner.in_flight is None:
+            return None
+        return self._inflight.get(runner.in_flight)
 
     def account_equity(self) -> Decimal:
         return sum((r.equity() for r in self.runners.values()), Decimal(0))
@@ -514,6 +525,8 @@ class TradingEngine:
         now = self._clock()
         rec.id = await self.store.insert_bot(rec, now, spec.capital, split_pair(spec.pair)[1])
         runner = self._add_runner(rec, spec.capital)
+        if self.day_start_equity is not None:  # new capital is funding, not today's profit
+            self.day_start_equity += spec.capital
         self.broker.set_balance(rec.id, spec.capital)
         self.bus.publish(BotCreated(now, rec.id, rec.name))
         return runner

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 
 from amarktai_tui.domain.enums import BotState, Side
-from amarktai_tui.domain.types import Fill
+from amarktai_tui.domain.types import Fill, Order
 from amarktai_tui.engine.engine import TradingEngine
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.tui import fmt
@@ -81,7 +81,7 @@ _STATE_ROLE = {
 }
 
 
-def bot_cells(table: StyledTable, r: BotRunner) -> tuple[Text | str, ...]:
+def bot_cells(table: StyledTable, r: BotRunner, order: Order | None = None) -> tuple[Text | str, ...]:
     """The row of one bot, in ``BOT_COLUMNS`` order."""
     rec = r.rec
     state = rec.state.value
@@ -92,9 +92,8 @@ def bot_cells(table: StyledTable, r: BotRunner) -> tuple[Text | str, ...]:
         position = f"{fmt.qty(r.book.position_qty)} @ {fmt.price(avg) if avg is not None else '-'}"
     else:
         position = "flat"
-    if r.in_flight is not None:  # client order ids end in -b<n> / -s<n> (domain.types.client_order_id)
-        side = "buy" if r.in_flight.rsplit("-", 1)[-1].startswith("b") else "sell"
-        position += f", {side} order open"
+    if order is not None:
+        position += f", {order.side.value} order open"
     unreal = r.unrealised()
     return (
         rec.name,
@@ -191,7 +190,7 @@ class BotsPane(Vertical):
         """Bring both tables up to date with the engine (only changed cells are touched)."""
         table = self.query_one("#bots-table", StyledTable)
         for bot_id in sorted(engine.runners):
-            cells = bot_cells(table, engine.runners[bot_id])
+            cells = bot_cells(table, engine.runners[bot_id], engine.open_order(bot_id))
             old = self._rows.get(bot_id)
             if old is None:
                 table.add_row(*cells, key=str(bot_id))

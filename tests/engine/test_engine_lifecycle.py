@@ -359,3 +359,28 @@ async def test_create_bot_validates_and_funds(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert [tuple(r) for r in funding] == [("1234.5", "USDT")]
+
+
+async def test_new_capital_is_not_todays_profit_and_open_order_is_visible(tmp_path: Path) -> None:
+    engine, _rec = await make_engine(tmp_path, [spec("a")])
+    try:
+        cs = candles()
+        feed(engine, cs[:50])
+        before = engine.today_pnl()
+        await engine.create_bot(spec("late", capital="5000"))
+        assert engine.today_pnl() == before  # funding moved equity, not today's PnL
+        assert engine.account_equity() > Decimal(5000)
+        # an order in flight is visible with its side until it fills
+        runner = engine.runner_by_name("a")
+        for c in cs[50:]:
+            engine.process(c)
+            if runner.in_flight is not None:
+                order = engine.open_order(runner.rec.id)
+                assert order is not None and order.client_order_id == runner.in_flight
+                assert order.side is (Side.SELL if runner.long else Side.BUY)
+                break
+        else:
+            pytest.fail("the bot never placed an order on 1h BTC data")
+        assert engine.open_order(engine.runner_by_name("late").rec.id) is None
+    finally:
+        await _close(engine)
