@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,27 @@ class ConfigError(ValueError):
     """A bad config file or value; the message is one line naming the key."""
 
 
+def _exchange_id(v: str) -> str:
+    if v not in EXCHANGES:
+        raise ValueError(f"unknown exchange {v!r}; expected one of {', '.join(EXCHANGES)}")
+    return v
+
+
+def _pair(v: str) -> str:
+    split_pair(v)
+    return v
+
+
+def _timeframe(v: str) -> str:
+    timeframe_to_ms(v)
+    return v
+
+
+ExchangeId = Annotated[str, AfterValidator(_exchange_id)]
+Pair = Annotated[str, AfterValidator(_pair)]
+Timeframe = Annotated[str, AfterValidator(_timeframe)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -47,36 +68,16 @@ class GeneralSettings(_Section):
 class MarketSettings(_Section):
     source: Literal["exchange", "replay"] = "exchange"
     """Where candles come from: an exchange's public API, or files (``--replay``)."""
-    exchange: str = "binance"
+    exchange: ExchangeId = "binance"
     """Exchange id for public market data (no keys needed)."""
-    pairs: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    pairs: list[Pair] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     """Pairs the demo bots trade when no ``[[bots]]`` are configured."""
-    timeframe: str = "5m"
+    timeframe: Timeframe = "5m"
     """Candle timeframe for the demo bots and the exchange feed."""
     replay_files: list[str] = Field(default_factory=list)
     """Candle files for ``source = "replay"`` (same as ``--replay``)."""
     replay_speed: float = Field(default=0.0, ge=0)
     """Replay speed factor: 1 = real time, 60 = a minute per second, 0 = as fast as possible."""
-
-    @field_validator("exchange")
-    @classmethod
-    def _known_exchange(cls, v: str) -> str:
-        if v not in EXCHANGES:
-            raise ValueError(f"unknown exchange {v!r}; expected one of {', '.join(EXCHANGES)}")
-        return v
-
-    @field_validator("pairs")
-    @classmethod
-    def _pairs(cls, v: list[str]) -> list[str]:
-        for p in v:
-            split_pair(p)
-        return v
-
-    @field_validator("timeframe")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        timeframe_to_ms(v)
-        return v
 
 
 class PaperSettings(_Section):
@@ -95,9 +96,9 @@ class PaperSettings(_Section):
 class BotSettings(_Section):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     """Unique bot name (letters, digits, ``-``, ``_``, ``.``)."""
-    exchange: str = "binance"
-    pair: str = "BTC/USDT"
-    timeframe: str = "5m"
+    exchange: ExchangeId = "binance"
+    pair: Pair = "BTC/USDT"
+    timeframe: Timeframe = "5m"
     strategy: str = "sma_cross"
     """One of the built-in strategies: sma_cross, rsi_reversion, donchian_breakout."""
     params: dict[str, Any] = Field(default_factory=dict)
@@ -107,27 +108,10 @@ class BotSettings(_Section):
     """Quote-currency capital funded to this bot at creation."""
     stop_loss: Decimal | None = Field(default=None, gt=0, lt=1)
     """Exit when price falls this fraction below entry (0.05 = 5%)."""
-    take_profit: Decimal | None = Field(default=None, gt=0, lt=10)
+    take_profit: Decimal | None = Field(default=None, gt=0, lt=1)
     """Exit when price rises this fraction above entry."""
     trailing_stop: Decimal | None = Field(default=None, gt=0, lt=1)
     """Exit when price falls this fraction below the highest high since entry."""
-
-    @field_validator("exchange")
-    @classmethod
-    def _known_exchange(cls, v: str) -> str:
-        return MarketSettings._known_exchange(v)
-
-    @field_validator("pair")
-    @classmethod
-    def _pair(cls, v: str) -> str:
-        split_pair(v)
-        return v
-
-    @field_validator("timeframe")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        timeframe_to_ms(v)
-        return v
 
     @model_validator(mode="after")
     def _strategy(self) -> BotSettings:
@@ -145,14 +129,8 @@ class UiSettings(_Section):
 
 
 class EngineSettings(_Section):
-    snapshot_interval: str = "1h"
+    snapshot_interval: Timeframe = "1h"
     """Market-time interval between equity snapshots (a timeframe like 15m, 1h, 1d)."""
-
-    @field_validator("snapshot_interval")
-    @classmethod
-    def _tf(cls, v: str) -> str:
-        timeframe_to_ms(v)
-        return v
 
 
 class Settings(BaseSettings):
