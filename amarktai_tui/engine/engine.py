@@ -118,6 +118,7 @@ class TradingEngine:
         self._write_task: asyncio.Future[None] | None = None
         self._write_lock = asyncio.Lock()
         self._snapshots_until = 0  # newest snapshot time already in the ledger
+        self._snap_fills: dict[int, int] = {}  # bot id -> fills in its last row (-1: it was long)
 
     # -- start-up -----------------------------------------------------------
     async def start(self, specs: Iterable[BotSpec] = ()) -> None:
@@ -424,17 +425,20 @@ class TradingEngine:
         zero = Decimal(0)
         for r in self.runners.values():
             st = r.stats
+            bot_id = r.rec.id
             if r.long:
                 unreal = r.unrealised()
                 eq = r.funding + st.realised + unreal
                 qty = r.book.position_qty
-            else:  # flat: equity moves only with a fill
+            else:  # flat: equity moves only with a fill, so a row is written only when fills changed
                 unreal, qty = zero, zero
                 eq = r.flat_equity()
-            per_bot[r.rec.id] = eq
-            self._batch.snapshots.append(
-                SnapshotRow(ts, r.rec.id, eq, st.realised, unreal, st.fees, qty, r.mark_price(), st.fills)
-            )
+            if r.long or self._snap_fills.get(bot_id) != st.fills:
+                self._batch.snapshots.append(
+                    SnapshotRow(ts, bot_id, eq, st.realised, unreal, st.fees, qty, r.mark_price(), st.fills)
+                )
+                self._snap_fills[bot_id] = -1 if r.long else st.fills
+            per_bot[bot_id] = eq
             tot_eq += eq
             tot_real += st.realised
             tot_unreal += unreal

@@ -270,16 +270,21 @@ _SUMMED = ("equity", "realised", "unrealised", "fees")
 
 
 def _account_snaps(snaps: list[EquitySnapshot], t: _Tally) -> None:
-    """Each account row equals the sum of its batch: the bot rows with the same ts written since the
-    previous account row (id order). Compared: equity, realised, unrealised, fees, fill_count (if stored).
+    """Each account row equals the sum, over bots, of each bot's latest row as of that time.
+
+    The engine writes a bot's row at a snapshot time only when the bot holds
+    a position or its fills changed since its previous row: a flat bot's
+    equity (funding + realised) only moves with a fill, so its latest row
+    still holds. Rows are taken in id order (a restart that re-records a time
+    does not mix runs). Compared: equity, realised, unrealised, fees,
+    fill_count (if stored).
     """
-    batch: list[EquitySnapshot] = []
+    latest: dict[int, EquitySnapshot] = {}
     for s in sorted(snaps, key=lambda s: s.id):
         if s.bot_id is not None:
-            batch.append(s)
+            latest[s.bot_id] = s
             continue
-        rows = [b for b in batch if b.ts == s.ts]
-        batch = []
+        rows = [b for b in latest.values() if b.ts <= s.ts]
         for name in _SUMMED:
             want = sum((getattr(b, name) for b in rows), ZERO)
             found = getattr(s, name)

@@ -293,13 +293,12 @@ def test_append_only_tables_reject_update_and_delete(sim: Sim, table: str) -> No
     assert sim.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE id = 1").fetchone()[0] == 1
 
 
-def test_account_rows_sum_their_own_batch_when_a_rerun_repeats_times(sim: Sim) -> None:
+def test_account_rows_sum_each_bots_latest_row_as_of_their_time(sim: Sim) -> None:
     last = sim.conn.execute("SELECT MAX(ts) FROM equity_snapshots").fetchone()[0]
     sim.snapshot(last, {})  # a second batch at the same market time (a replay run again)
     assert verify(sim.conn).ok
-    sid = copy_snapshot(sim, None, equity="0")  # an account row with no bot rows in its batch
+    sid = copy_snapshot(sim, None, equity="0")  # an account row that forgot the bots' equity
     res = verify(sim.conn)
     assert res.first_discrepancy is not None
-    assert res.first_discrepancy.startswith(
-        f"equity_snapshots id={sid} realised: expected 0 (sum of bot rows)"
-    )
+    assert res.first_discrepancy.startswith(f"equity_snapshots id={sid} equity: expected ")
+    assert res.first_discrepancy.endswith("(sum of bot rows), found 0")
