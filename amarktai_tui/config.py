@@ -126,6 +126,8 @@ class UiSettings(_Section):
     """Theme name: a built-in (amarktai-dark, amarktai-light, amarktai-contrast) or a file in the themes dir."""
     refresh_rate: float = Field(default=4.0, gt=0, le=60)
     """Screen refreshes per second while the engine is busy."""
+    keymap: dict[str, str] = Field(default_factory=dict)
+    """Key remapping: binding id -> keys (comma-separated), e.g. ``{"app.new_bot" = "b"}``."""
 
 
 class EngineSettings(_Section):

@@ -101,6 +101,7 @@ class AmarktaiApp(App[None]):
 
     def on_mount(self) -> None:
         self._load_themes()
+        self._apply_keymap()
         self.theme_changed_signal.subscribe(self, self._on_theme_changed)
         self.set_interval(1 / self.settings.ui.refresh_rate, self.redraw, name="redraw")
         self.query_one("#bots-table", DataTable).focus()
@@ -116,6 +117,22 @@ class AmarktaiApp(App[None]):
         if fallback:
             self.notify(fallback, title="Theme", severity="warning", timeout=15)
         self.theme = name
+
+    def _apply_keymap(self) -> None:
+        """``[ui] keymap`` from config: binding id -> keys. Unknown ids are reported, not fatal."""
+        keymap = self.settings.ui.keymap
+        if not keymap:
+            return
+        known = {b.id for b in _all_bindings() if b.id}
+        unknown = sorted(set(keymap) - known)
+        if unknown:
+            self.notify(
+                f"[ui] keymap: unknown binding id(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                title="Keymap",
+                severity="warning",
+                timeout=15,
+            )
+        self.set_keymap({k: v for k, v in keymap.items() if k in known})
 
     def _on_theme_changed(self, _theme: Theme) -> None:
         if not self.is_running:
@@ -328,6 +345,18 @@ class AmarktaiApp(App[None]):
         result = await call()
         self.notify(done(result))
         self.redraw(force=True)
+
+
+def _all_bindings() -> list[Binding]:
+    """Every Binding the app and its screens declare (ids are what ``[ui] keymap`` remaps)."""
+    from amarktai_tui.tui.bots_pane import BotsPane
+    from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
+    from amarktai_tui.tui.screens.confirm import ConfirmScreen
+
+    out: list[Binding] = []
+    for cls in (AmarktaiApp, BotsPane, NewBotScreen, BotDetailScreen, ConfirmScreen):
+        out.extend(b for b in cls.BINDINGS if isinstance(b, Binding))
+    return out
 
 
 def run_tui(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:

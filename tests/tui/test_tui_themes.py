@@ -83,3 +83,20 @@ async def test_broken_theme_files_notify_and_good_user_themes_load(make_app: Mak
         vars_ = app.get_css_variables()
         assert vars_["pnl-up"] == "#00aa00"
         assert vars_["mode-live"] == "#da3633"  # not in the file: the app's default
+
+
+async def test_keymap_from_config_remaps_a_binding_and_reports_unknown_ids(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMARKTAI_UI__KEYMAP", '{"app.new_bot": "b", "app.no_such_thing": "z"}')
+    app = make_app(settings_=load_settings(None))
+    messages = spy_notify(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("n")  # the default key no longer opens the form
+        await pilot.pause()
+        assert type(app.screen).__name__ != "NewBotScreen"
+        await pilot.press("b")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "NewBotScreen"
+    assert any("app.no_such_thing" in m for m in messages)
