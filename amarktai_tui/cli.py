@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,14 +107,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:  # `amarktai ledger export | head`: the reader left; not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    explicit = args.config is not None or "AMARKTAI_CONFIG" in __import__("os").environ
+    explicit = args.config is not None or "AMARKTAI_CONFIG" in os.environ
     path = args.config if args.config is not None else default_config_file()
     return load_settings(path, required=explicit)
 

@@ -39,6 +39,7 @@ from amarktai_tui.engine.lifecycle import check_transition
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.exchanges.base import BrokerUpdate
 from amarktai_tui.exchanges.paper import PaperBroker
+from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info
 from amarktai_tui.ledger.store import BotRecord, LedgerStore, SnapshotRow, WriteBatch
 from amarktai_tui.market.base import MarketFeed
 from amarktai_tui.strategies.registry import make_strategy
@@ -139,7 +140,7 @@ class TradingEngine:
         for fill in await self.store.load_fills():
             runner = self.runners.get(fill.bot_id)
             if runner is not None:
-                runner.replay_fill(fill)
+                runner.apply_fill(fill)  # rebuild lots, cash and stats from the ledger
                 self.fill_log.append(fill)
                 runner.resume_after = max(runner.resume_after or 0, fill.ts)
         for runner in self.runners.values():
@@ -507,8 +508,6 @@ class TradingEngine:
 
     async def create_bot(self, spec: BotSpec) -> BotRunner:
         """Create and fund a bot (paper); raises EngineError with the reason when it cannot."""
-        from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info
-
         if any(r.rec.name == spec.name for r in self.runners.values()):
             raise EngineError(f"a bot named {spec.name!r} exists already")
         try:

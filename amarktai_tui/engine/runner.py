@@ -228,10 +228,6 @@ class BotRunner:
             realised_pnl=realised,
         )
 
-    def replay_fill(self, fill: Fill) -> None:
-        """Rebuild state from a stored fill at start-up (its realised PnL is recomputed)."""
-        self.apply_fill(fill)
-
     # -- figures ------------------------------------------------------------
     def mark_price(self) -> Decimal | None:
         return None if self.mark is None else to_decimal(self.mark)
