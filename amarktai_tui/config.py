@@ -112,6 +112,8 @@ class BotSettings(_Section):
     """Exit when price rises this fraction above entry."""
     trailing_stop: Decimal | None = Field(default=None, gt=0, lt=1)
     """Exit when price falls this fraction below the highest high since entry."""
+    sizing: Literal["fixed", "kelly"] = "fixed"
+    """``fixed``: the risk mode's max notional per trade; ``kelly``: fractional Kelly, capped by it."""
 
     @model_validator(mode="after")
     def _strategy(self) -> BotSettings:
@@ -135,6 +137,72 @@ class EngineSettings(_Section):
     """Market-time interval between equity snapshots (a timeframe like 15m, 1h, 1d)."""
 
 
+class RiskSettings(_Section):
+    """The order pipeline's gates and the circuit breakers (issue 3). Fractions: 0.20 = 20%."""
+
+    min_edge_bps: Decimal = Field(default=Decimal(10), ge=0)
+    """Gate B: an entry's expected edge must be at least this many bps."""
+    slippage_buffer_bps: Decimal = Field(default=Decimal(10), ge=0)
+    """Gate B: added to the round-trip cost of market entries."""
+    safety_margin_bps: Decimal = Field(default=Decimal(5), ge=0)
+    """Gate B: added to every entry's round-trip cost."""
+    spread_bps: dict[ExchangeId, Decimal] = Field(default_factory=dict)
+    """Gate B: spread estimate per exchange, e.g. ``{luno = 15}`` (default: the exchange table)."""
+    bot_trades_per_day: int = Field(default=50, ge=1)
+    """Gate C: orders per bot per UTC day (exits always pass)."""
+    account_trades_per_day: int = Field(default=500, ge=1)
+    """Gate C: orders per account per UTC day (exits always pass)."""
+    burst_orders: int = Field(default=10, ge=1)
+    """Gate C: at most this many submissions per exchange in any ``burst_window_s``."""
+    burst_window_s: float = Field(default=10.0, gt=0)
+    cooldown_minutes: float = Field(default=0.0, ge=0)
+    """Gate C: after a bot's exit fill, no new entry for this long (0 = off)."""
+    max_queue_wait_s: float = Field(default=60.0, ge=0)
+    """Gate C: an entry held by staggering longer than this is refused (exits always wait)."""
+    pending_ttl_hours: float = Field(default=24.0, gt=0)
+    """Gate A: pending or open orders older than this expire."""
+    bot_max_drawdown: Decimal = Field(default=Decimal("0.20"), gt=0, lt=1)
+    """Breaker: a bot's equity this far below its high-water mark trips it."""
+    max_consecutive_losses: int = Field(default=5, ge=1)
+    """Breaker: this many losing round trips in a row trip the bot."""
+    error_storm_errors: int = Field(default=10, ge=1)
+    """Breaker: this many errors of a bot within ``error_window_minutes`` trip it."""
+    error_window_minutes: float = Field(default=60.0, gt=0)
+    account_daily_loss: Decimal = Field(default=Decimal("0.10"), gt=0, lt=1)
+    """Breaker: account equity this far below the start of the UTC day trips every bot."""
+    account_max_drawdown: Decimal = Field(default=Decimal("0.15"), gt=0, lt=1)
+    """Breaker: account equity this far below its high-water mark trips every bot."""
+    warning_at: Decimal = Field(default=Decimal("0.8"), gt=0, lt=1)
+    """Breakers pane: status "warning" above this share of a threshold."""
+    max_asset_exposure: Decimal = Field(default=Decimal("0.35"), gt=0, le=1)
+    """Sizing: one asset's open notional at most this share of account equity."""
+    max_exchange_exposure: Decimal = Field(default=Decimal("0.60"), gt=0, le=1)
+    """Sizing: one exchange's open notional at most this share (when more than one is used)."""
+
+
+class AllocatorConfig(_Section):
+    """The capital allocator (ranks bots, moves capital between them; ``risk.allocator``)."""
+
+    allocatable_share: Decimal = Field(default=Decimal("0.80"), gt=0, le=1)
+    """Share of account equity the allocator distributes over ranked bots."""
+    min_per_bot: Decimal = Field(default=Decimal(50), ge=0)
+    """Smallest capital the allocator gives a ranked bot (quote)."""
+    max_per_bot_share: Decimal = Field(default=Decimal("0.25"), gt=0, le=1)
+    """Largest capital of one bot, as a share of account equity."""
+    min_trades: int = Field(default=10, ge=1)
+    """Closed trades a bot needs before it is ranked."""
+    change_threshold: Decimal = Field(default=Decimal("0.20"), ge=0)
+    """A bot's capital changes only when the new figure differs by more than this fraction."""
+    interval: str = "off"
+    """How often it runs on its own (market time, e.g. ``1d``), or ``off`` (on demand only)."""
+
+    @model_validator(mode="after")
+    def _interval(self) -> AllocatorConfig:
+        if self.interval != "off":
+            timeframe_to_ms(self.interval)
+        return self
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with ``load_settings``."""
 
@@ -151,6 +219,8 @@ class Settings(BaseSettings):
     bots: list[BotSettings] = Field(default_factory=list)
     ui: UiSettings = Field(default_factory=UiSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    allocator: AllocatorConfig = Field(default_factory=AllocatorConfig)
 
     @model_validator(mode="after")
     def _bots(self) -> Settings:

@@ -54,6 +54,7 @@ class BotState(StrEnum):
     PAUSED = "paused"
     STOPPED = "stopped"
     ERROR = "error"
+    CIRCUIT_TRIPPED = "circuit_tripped"  # a breaker covering it tripped: exits only, until reset
 
 
 class LifecycleStage(StrEnum):

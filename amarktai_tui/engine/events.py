@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from amarktai_tui.domain.enums import BotState, OrderState, Side, TradingMode
 from amarktai_tui.domain.types import Candle
 from amarktai_tui.market.base import FeedStatus
+from amarktai_tui.risk.breakers import Trip
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,24 @@ class OrderRejected(Event):
     side: Side
     state: OrderState
     reason: str
+    gate: str = ""  # the risk gate that refused it ("" or "broker": the broker did)
+    figures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTripped(Event):
+    trip: Trip
+    bot_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerReset(Event):
+    """A trip was reset by ``actor`` for ``reason``; ``retripped`` is set when the condition still held."""
+
+    trip: Trip
+    actor: str
+    reason: str
+    retripped: Trip | None = None
 
 
 @dataclass(frozen=True, slots=True)

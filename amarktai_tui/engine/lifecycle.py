@@ -1,19 +1,22 @@
 """Bot run-state transitions: one table, used by the engine, the CLI and the UI.
 
-==========  ========================================
-from        allowed to
-==========  ========================================
-running     paused, stopped, error
-paused      running, stopped, error
-stopped     running
-error       running (after the user resumes), stopped
-==========  ========================================
+===============  ========================================
+from             allowed to
+===============  ========================================
+running          paused, stopped, error, circuit_tripped
+paused           running, stopped, error, circuit_tripped
+stopped          running
+error            running (after the user resumes), stopped
+circuit_tripped  running (when no trip covers it), paused, stopped
+===============  ========================================
 
 ``running`` trades; ``paused`` opens nothing new but still exits by its
 stop-loss/take-profit/trailing rules (never trap a position); ``stopped``
 closes its position at the next candle's open and then does nothing;
 ``error`` is set by the engine when the bot's strategy raised (reason shown),
-and trades nothing until resumed.
+and trades nothing until resumed; ``circuit_tripped`` is set by a breaker
+trip: the bot still exits (strategy EXIT, stops) but opens nothing until
+every trip covering it is reset.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ from __future__ import annotations
 from amarktai_tui.domain.enums import BotState
 
 TRANSITIONS: dict[BotState, frozenset[BotState]] = {
-    BotState.RUNNING: frozenset({BotState.PAUSED, BotState.STOPPED, BotState.ERROR}),
-    BotState.PAUSED: frozenset({BotState.RUNNING, BotState.STOPPED, BotState.ERROR}),
+    BotState.RUNNING: frozenset(
+        {BotState.PAUSED, BotState.STOPPED, BotState.ERROR, BotState.CIRCUIT_TRIPPED}
+    ),
+    BotState.PAUSED: frozenset(
+        {BotState.RUNNING, BotState.STOPPED, BotState.ERROR, BotState.CIRCUIT_TRIPPED}
+    ),
     BotState.STOPPED: frozenset({BotState.RUNNING}),
     BotState.ERROR: frozenset({BotState.RUNNING, BotState.STOPPED}),
+    BotState.CIRCUIT_TRIPPED: frozenset({BotState.RUNNING, BotState.PAUSED, BotState.STOPPED}),
 }
 
 

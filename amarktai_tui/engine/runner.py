@@ -7,6 +7,7 @@ per candle, not 45 task switches. Time comes from the candles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -23,7 +24,7 @@ from amarktai_tui.domain.types import (
 from amarktai_tui.exchanges.paper import to_decimal
 from amarktai_tui.ledger.pnl import FifoBook
 from amarktai_tui.ledger.store import BotRecord
-from amarktai_tui.risk.sizing import entry_quantity
+from amarktai_tui.risk.sizing import SizeResult, entry_quantity
 from amarktai_tui.strategies.base import Strategy
 from amarktai_tui.strategies.exits import ExitRules, PositionExitTracker
 
@@ -32,6 +33,7 @@ _ZERO = Decimal(0)
 _ENTER, _EXIT = SignalAction.ENTER, SignalAction.EXIT
 _BUY, _SELL = Side.BUY, Side.SELL
 _RUNNING, _STOPPED, _ERROR = BotState.RUNNING, BotState.STOPPED, BotState.ERROR
+_TRIPPED = BotState.CIRCUIT_TRIPPED
 
 
 @dataclass(slots=True)
@@ -43,6 +45,8 @@ class BotStats:
     trades: int = 0  # closed round trips
     wins: int = 0
     fills: int = 0
+    gross_win: Decimal = _ZERO  # sum of winning round trips' realised PnL
+    gross_loss: Decimal = _ZERO  # sum of losing round trips' |realised PnL|
 
 
 class BotRunner:
@@ -58,16 +62,21 @@ class BotRunner:
         "_trade_pnl",
         "book",
         "cash",
+        "closed_pnl",
+        "cost_f",
         "entry_ts",
         "exit_requested",
         "fee_rate",
+        "flat_f",
         "funding",
         "in_flight",
         "last_ts",
         "long",
         "mark",
+        "qty_f",
         "rec",
         "resume_after",
+        "sizer",
         "slippage",
         "stats",
         "strategy",
@@ -102,6 +111,12 @@ class BotRunner:
         self.tf_ms = timeframe_to_ms(rec.timeframe)
         self._trade_pnl = _ZERO
         self._flat_cache: tuple[int, Decimal] | None = None
+        # float mirrors for the breakers' per-candle mark (exact figures stay Decimal)
+        self.flat_f = float(funding)
+        self.qty_f = 0.0
+        self.cost_f = 0.0
+        self.closed_pnl: Decimal | None = None  # the last round trip's PnL, set when a sell closes it
+        self.sizer: Callable[[BotRunner, Decimal], SizeResult] | None = None  # the engine's sizing
         rules = ExitRules(rec.stop_loss, rec.take_profit, rec.trailing_stop)
         self.tracker: PositionExitTracker | None = (
             PositionExitTracker(rules) if (rec.stop_loss or rec.take_profit or rec.trailing_stop) else None
@@ -142,8 +157,8 @@ class BotRunner:
             if exit_sig is not None:
                 return self._intent(c, _SELL, exit_sig)
             return None
-        if sig.action is _ENTER and state is _RUNNING:
-            return self._intent(c, _BUY, sig)
+        if sig.action is _ENTER and (state is _RUNNING or state is _TRIPPED):
+            return self._intent(c, _BUY, sig)  # a tripped bot's entry goes to gate D, which refuses it
         return None
 
     def warm(self, c: Candle) -> None:
@@ -156,14 +171,18 @@ class BotRunner:
 
     def _intent(self, c: Candle, side: Side, sig: Signal) -> OrderIntent | None:
         if side is Side.BUY:
-            size = entry_quantity(
-                capital=self.rec.capital,
-                cash=self.cash,
-                price=to_decimal(c.close),
-                risk_mode=self.rec.risk_mode,
-                taker_fee=self.fee_rate,
-                slippage=self.slippage,
-            )
+            price = to_decimal(c.close)
+            if self.sizer is not None:
+                size = self.sizer(self, price)
+            else:
+                size = entry_quantity(
+                    capital=self.rec.capital,
+                    cash=self.cash,
+                    price=price,
+                    risk_mode=self.rec.risk_mode,
+                    taker_fee=self.fee_rate,
+                    slippage=self.slippage,
+                )
             if not size.quantity:
                 return None
             qty = size.quantity
@@ -207,11 +226,19 @@ class BotRunner:
                 self.long = False
                 self.exit_requested = None
                 self.stats.trades += 1
-                if self._trade_pnl > 0:
+                pnl = self._trade_pnl
+                if pnl > 0:
                     self.stats.wins += 1
+                    self.stats.gross_win += pnl
+                elif pnl < 0:
+                    self.stats.gross_loss -= pnl
+                self.closed_pnl = pnl
                 self._trade_pnl = _ZERO
                 if self.tracker is not None:
                     self.tracker.on_exit()
+        self.flat_f = float(self.funding + self.stats.realised)
+        self.qty_f = float(self.book.position_qty)
+        self.cost_f = float(self.book.cost_basis)
         return Fill(
             fill_id=fill.fill_id,
             client_order_id=fill.client_order_id,
@@ -242,6 +269,17 @@ class BotRunner:
         if self._flat_cache is None or self._flat_cache[0] != n:
             self._flat_cache = (n, self.funding + self.stats.realised)
         return self._flat_cache[1]
+
+    def equity_f(self, price: float) -> float:
+        """Equity marked at ``price`` in binary floats: the breakers' cheap per-candle pre-check."""
+        return self.flat_f + self.qty_f * price - self.cost_f
+
+    def add_funding(self, amount: Decimal) -> None:
+        """Funding or allocation moved ``amount`` (quote, signed) into this bot."""
+        self.funding += amount
+        self.cash += amount
+        self._flat_cache = None
+        self.flat_f = float(self.funding + self.stats.realised)
 
     def equity(self) -> Decimal:
         """funding + realised + unrealised (quote), per DESIGN.md's equity rule."""

@@ -18,6 +18,10 @@ from amarktai_tui.exchanges.paper import PaperBroker
 from amarktai_tui.ledger.store import LedgerStore
 from amarktai_tui.locations import db_path
 from amarktai_tui.market.base import MarketFeed
+from amarktai_tui.risk.breakers import BreakerSettings
+from amarktai_tui.risk.gates import LimitSettings
+from amarktai_tui.risk.pipeline import PipelineSettings
+from amarktai_tui.risk.sizing import ExposureCaps
 
 _BPS = Decimal(10_000)
 DEMO_STRATEGIES: tuple[tuple[str, str, dict[str, object]], ...] = (
@@ -113,6 +117,35 @@ def _spec(b: BotSettings) -> BotSpec:
         stop_loss=b.stop_loss,
         take_profit=b.take_profit,
         trailing_stop=b.trailing_stop,
+        sizing=b.sizing,
+    )
+
+
+def pipeline_settings(settings: Settings) -> PipelineSettings:
+    """``[risk]`` as the pipeline's settings (seconds and minutes to ms)."""
+    r = settings.risk
+    return PipelineSettings(
+        spread_bps=dict(r.spread_bps),
+        slippage_bps=r.slippage_buffer_bps,
+        safety_bps=r.safety_margin_bps,
+        min_edge_bps=r.min_edge_bps,
+        caps=ExposureCaps(r.max_asset_exposure, r.max_exchange_exposure),
+        limits=LimitSettings(
+            r.bot_trades_per_day, r.account_trades_per_day, int(r.cooldown_minutes * 60_000)
+        ),
+        breakers=BreakerSettings(
+            bot_max_drawdown=r.bot_max_drawdown,
+            max_consecutive_losses=r.max_consecutive_losses,
+            error_storm_errors=r.error_storm_errors,
+            error_window_ms=int(r.error_window_minutes * 60_000),
+            account_daily_loss=r.account_daily_loss,
+            account_max_drawdown=r.account_max_drawdown,
+            warning_at=r.warning_at,
+        ),
+        burst_orders=r.burst_orders,
+        burst_window_ms=int(r.burst_window_s * 1000),
+        max_wait_ms=int(r.max_queue_wait_s * 1000),
+        pending_ttl_ms=int(r.pending_ttl_hours * 3_600_000),
     )
 
 
@@ -152,6 +185,8 @@ async def open_engine(
         quote_currency=settings.general.quote_currency,
         slippage=settings.paper.slippage_bps / _BPS,
         snapshot_interval=settings.engine.snapshot_interval,
+        risk=pipeline_settings(settings),
+        realtime=replay is None and settings.market.source != "replay",
     )
     try:
         await engine.start(bot_specs(settings, streams))

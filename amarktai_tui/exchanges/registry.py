@@ -20,6 +20,12 @@ Sources (checked 2026-11):
   not published as a rate. We model it as a 0.20% taker fee (an estimate, not
   a published figure) so that paper results are not flattered; OVEX has no
   maker side (market orders only).
+
+``spread_bps`` is our estimate of a typical top-of-book spread on the major
+pairs (for the fee gate's round-trip cost), not a published figure:
+Binance and KuCoin quote BTC/USDT a tick or two wide (about 0.1-1 bps), the
+rand books of Luno, VALR and OVEX are thinner. Override per exchange with
+``[risk] spread_bps``; live sessions can measure it from the order book.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class ExchangeInfo:
     max_in_flight: int = 3
     min_gap_s: float = 3.0
     symbol_aliases: tuple[tuple[str, str], ...] = ()  # (ours, theirs), e.g. ("BTC", "XBT")
+    spread_bps: Decimal = Decimal(5)  # typical spread estimate (bps) for the fee gate
 
     def fee_rate(self, pair: str, *, maker: bool) -> Decimal:
         """Fee fraction for ``pair`` (``BASE/QUOTE``) as maker or taker."""
@@ -72,6 +79,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         max_in_flight=2,
         min_gap_s=10.0,
         symbol_aliases=(("BTC", "XBT"),),
+        spread_bps=Decimal(10),
     ),
     "binance": ExchangeInfo(
         id="binance",
@@ -82,6 +90,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         taker_fee=Decimal("0.001"),
         max_in_flight=5,
         min_gap_s=2.0,
+        spread_bps=Decimal(1),
     ),
     "kucoin": ExchangeInfo(
         id="kucoin",
@@ -92,6 +101,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         taker_fee=Decimal("0.001"),
         max_in_flight=3,
         min_gap_s=3.0,
+        spread_bps=Decimal(2),
     ),
     "valr": ExchangeInfo(
         id="valr",
@@ -104,6 +114,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         taker_fee_fiat=Decimal("0.0035"),
         max_in_flight=2,
         min_gap_s=8.0,
+        spread_bps=Decimal(8),
     ),
     "ovex": ExchangeInfo(
         id="ovex",
@@ -115,6 +126,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         supports_limit=False,
         max_in_flight=3,
         min_gap_s=5.0,
+        spread_bps=Decimal(20),
     ),
 }
 

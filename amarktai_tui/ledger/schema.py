@@ -116,7 +116,53 @@ CREATE TRIGGER ledger_events_no_delete BEFORE DELETE ON ledger_events
 BEGIN SELECT RAISE(ABORT, 'ledger_events are append-only'); END;
 """
 
-MIGRATIONS: list[str] = [_V1]
+_V2 = """
+-- issue 3: the risk pipeline's refusals, circuit breakers, bot errors, sizing mode
+ALTER TABLE orders ADD COLUMN gate TEXT NOT NULL DEFAULT '';          -- pipeline gate that refused it
+ALTER TABLE orders ADD COLUMN figures_json TEXT NOT NULL DEFAULT '';  -- what the gate compared (JSON)
+ALTER TABLE bots ADD COLUMN sizing TEXT NOT NULL DEFAULT 'fixed';     -- 'fixed' | 'kelly'
+
+CREATE TABLE breaker_trips (
+    id         INTEGER PRIMARY KEY,
+    ts         INTEGER NOT NULL,
+    scope      TEXT NOT NULL CHECK (scope IN ('account', 'bot')),
+    bot_id     INTEGER REFERENCES bots(id),           -- NULL for the account scope
+    breaker    TEXT NOT NULL,                          -- risk.breakers.Breaker
+    threshold  TEXT NOT NULL,                          -- Decimal: fraction or count
+    value      TEXT NOT NULL,                          -- what was measured
+    cause      TEXT NOT NULL,                          -- the event that caused it
+    message    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX breaker_trips_bot ON breaker_trips(bot_id);
+
+CREATE TABLE breaker_resets (
+    id        INTEGER PRIMARY KEY,
+    trip_id   INTEGER NOT NULL UNIQUE REFERENCES breaker_trips(id),
+    ts        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,                           -- user | cli | ai | engine
+    reason    TEXT NOT NULL CHECK (length(trim(reason)) > 0)
+);
+
+CREATE TABLE bot_errors (
+    id       INTEGER PRIMARY KEY,
+    ts       INTEGER NOT NULL,
+    bot_id   INTEGER NOT NULL REFERENCES bots(id),
+    source   TEXT NOT NULL,                            -- strategy | broker | exchange
+    message  TEXT NOT NULL
+);
+CREATE INDEX bot_errors_bot_ts ON bot_errors(bot_id, ts);
+
+CREATE TRIGGER breaker_trips_no_update BEFORE UPDATE ON breaker_trips
+BEGIN SELECT RAISE(ABORT, 'breaker_trips are append-only'); END;
+CREATE TRIGGER breaker_trips_no_delete BEFORE DELETE ON breaker_trips
+BEGIN SELECT RAISE(ABORT, 'breaker_trips are append-only'); END;
+CREATE TRIGGER breaker_resets_no_update BEFORE UPDATE ON breaker_resets
+BEGIN SELECT RAISE(ABORT, 'breaker_resets are append-only'); END;
+CREATE TRIGGER breaker_resets_no_delete BEFORE DELETE ON breaker_resets
+BEGIN SELECT RAISE(ABORT, 'breaker_resets are append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

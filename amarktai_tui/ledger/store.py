@@ -22,6 +22,7 @@ import aiosqlite
 from amarktai_tui.domain.enums import BotState, LifecycleStage, OrderState, OrderType, RiskMode, Side
 from amarktai_tui.domain.types import Fill, Order
 from amarktai_tui.ledger.schema import configure, migrate
+from amarktai_tui.risk.breakers import Breaker, Scope, Trip
 
 
 @dataclass(slots=True)
@@ -44,6 +45,7 @@ class BotRecord:
     state_reason: str
     stage: LifecycleStage
     last_candle_ts: int | None
+    sizing: str = "fixed"  # "fixed": the risk mode's max notional; "kelly": fractional Kelly (risk.kelly)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +63,54 @@ class SnapshotRow:
     fill_count: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order row to insert: pending (write-ahead) or rejected by a gate (``gate``, ``figures``)."""
+
+    order: Order
+    decision_ts: int
+    edge_bps: float
+    reject_reason: str = ""
+    gate: str = ""
+    figures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TripReset:
+    trip_id: int
+    ts: int
+    actor: str
+    reason: str
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one engine tick writes, applied in this order in one transaction."""
 
-    new_orders: list[tuple[Order, int, float]] = field(default_factory=list)  # (order, decision_ts, edge_bps)
+    new_orders: list[NewOrder] = field(default_factory=list)
     order_updates: list[tuple[str, OrderState, str, int, str | None]] = field(default_factory=list)
     """(client_order_id, state, reject_reason, updated_ts, exchange_order_id)"""
     fills: list[Fill] = field(default_factory=list)
     bot_updates: dict[int, tuple[BotState, str, int | None, int]] = field(default_factory=dict)
     """bot_id -> (state, state_reason, last_candle_ts, updated_ts); the last one per bot wins."""
     snapshots: list[SnapshotRow] = field(default_factory=list)
+    trips: list[Trip] = field(default_factory=list)
+    resets: list[TripReset] = field(default_factory=list)
+    errors: list[tuple[int, int, str, str]] = field(default_factory=list)  # (ts, bot_id, source, message)
+    kv: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.new_orders or self.order_updates or self.fills or self.bot_updates or self.snapshots)
+        return bool(
+            self.new_orders
+            or self.order_updates
+            or self.fills
+            or self.bot_updates
+            or self.snapshots
+            or self.trips
+            or self.resets
+            or self.errors
+            or self.kv
+        )
 
 
 def _d(x: Decimal | None) -> str | None:
@@ -120,7 +156,7 @@ class LedgerStore:
             cur = await self._conn.execute(
                 "INSERT INTO bots (name, exchange, pair, timeframe, strategy, params_json, risk_mode, capital,"
                 " stop_loss, take_profit, trailing_stop, state, state_reason, stage, last_candle_ts,"
-                " created_ts, updated_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " created_ts, updated_ts, sizing) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rec.name,
                     rec.exchange,
@@ -139,6 +175,7 @@ class LedgerStore:
                     rec.last_candle_ts,
                     now_ms,
                     now_ms,
+                    rec.sizing,
                 ),
             )
             bot_id = int(cur.lastrowid or 0)
@@ -165,6 +202,14 @@ class LedgerStore:
             async for r in cur:
                 out[r[0]] = out.get(r[0], Decimal(0)) + Decimal(r[1])
         return out
+
+    async def account_pool(self) -> Decimal:
+        """Capital held at account level, not allocated to a bot (sum of account-level events, quote)."""
+        total = Decimal(0)
+        async with self._conn.execute("SELECT amount FROM ledger_events WHERE bot_id IS NULL") as cur:
+            async for r in cur:
+                total += Decimal(r[0])
+        return total
 
     async def load_fills(self) -> list[Fill]:
         """Every fill, in insertion order (the order FIFO must replay them in)."""
@@ -214,6 +259,35 @@ class LedgerStore:
             for r in rows
         ]
 
+    async def load_risk_state(self) -> RiskState:
+        """What the pipeline and the breakers rebuild from at start-up (see ``RiskState``)."""
+        conn = self._conn
+        known: dict[str, OrderState] = {}
+        async with conn.execute("SELECT client_order_id, state FROM orders") as cur:
+            async for r in cur:
+                known[r[0]] = OrderState(r[1])
+        async with conn.execute(
+            "SELECT bot_id, exchange, created_ts FROM orders WHERE state != 'rejected' ORDER BY created_ts"
+        ) as cur:
+            submitted = [(int(r[0]), str(r[1]), int(r[2])) for r in await cur.fetchall()]
+        async with conn.execute(
+            "SELECT t.* FROM breaker_trips t LEFT JOIN breaker_resets r ON r.trip_id = t.id"
+            " WHERE r.id IS NULL ORDER BY t.id"
+        ) as cur:
+            active = [_trip(r) for r in await cur.fetchall()]
+        async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM breaker_trips") as cur:
+            row = await cur.fetchone()
+            max_trip = int(row[0]) if row else 0
+        async with conn.execute(
+            "SELECT t.bot_id, t.breaker, MAX(r.ts) FROM breaker_resets r JOIN breaker_trips t ON t.id = r.trip_id"
+            " WHERE t.bot_id IS NOT NULL GROUP BY t.bot_id, t.breaker"
+        ) as cur:
+            resets = {(int(r[0]), str(r[1])): int(r[2]) for r in await cur.fetchall()}
+        async with conn.execute("SELECT bot_id, ts FROM bot_errors ORDER BY ts") as cur:
+            errors = [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+        gauges = await self.get_kv(RISK_KV)
+        return RiskState(known, submitted, active, max_trip, resets, errors, gauges)
+
     async def order_exists(self, client_order_id: str) -> bool:
         async with self._conn.execute(
             "SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)
@@ -251,8 +325,8 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
         if b.new_orders:
             await conn.executemany(
                 "INSERT INTO orders (client_order_id, bot_id, exchange, pair, side, order_type, quantity,"
-                " limit_price, state, reason, decision_ts, edge_bps, created_ts, updated_ts)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " limit_price, state, reason, decision_ts, edge_bps, created_ts, updated_ts,"
+                " reject_reason, gate, figures_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         o.client_order_id,
@@ -265,12 +339,16 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
                         _d(o.limit_price),
                         o.state.value,
                         o.reason,
-                        decision_ts,
-                        edge,
+                        n.decision_ts,
+                        n.edge_bps,
                         o.created_ts,
                         o.updated_ts,
+                        n.reject_reason,
+                        n.gate,
+                        json.dumps(n.figures, sort_keys=True) if n.figures else "",
                     )
-                    for o, decision_ts, edge in b.new_orders
+                    for n in b.new_orders
+                    for o in (n.order,)
                 ],
             )
         if b.order_updates:
@@ -327,10 +405,66 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
                     for s in b.snapshots
                 ],
             )
+        if b.trips:
+            await conn.executemany(
+                "INSERT INTO breaker_trips (id, ts, scope, bot_id, breaker, threshold, value, cause, message)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (t.id, t.ts, t.scope.value, t.bot_id, t.breaker.value, str(t.threshold), str(t.value),
+                     t.cause, t.message)
+                    for t in b.trips
+                ],
+            )  # fmt: skip
+        if b.resets:
+            await conn.executemany(
+                "INSERT INTO breaker_resets (trip_id, ts, actor, reason) VALUES (?,?,?,?)",
+                [(r.trip_id, r.ts, r.actor, r.reason) for r in b.resets],
+            )
+        if b.errors:
+            await conn.executemany(
+                "INSERT INTO bot_errors (ts, bot_id, source, message) VALUES (?,?,?,?)", b.errors
+            )
+        if b.kv:
+            await conn.executemany(
+                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(b.kv.items()),
+            )
         await conn.execute("COMMIT")
     except BaseException:
         await conn.execute("ROLLBACK")
         raise
+
+
+RISK_KV = "risk.gauges"  # kv key of the breakers' gauges (JSON), written with every tick
+
+
+@dataclass(frozen=True, slots=True)
+class RiskState:
+    """Risk state from the ledger: ``known`` client order ids and states; ``submitted`` (bot, exchange,
+    created_ts) of every order that reached a broker; unreset trips; the highest trip id; the last
+    reset time per (bot, breaker); bot errors (bot, ts); the gauges JSON (or None)."""
+
+    known: dict[str, OrderState]
+    submitted: list[tuple[int, str, int]]
+    active_trips: list[Trip]
+    max_trip_id: int
+    last_resets: dict[tuple[int, str], int]
+    errors: list[tuple[int, int]]
+    gauges_json: str | None
+
+
+def _trip(r: sqlite3.Row) -> Trip:
+    return Trip(
+        id=r["id"],
+        ts=r["ts"],
+        scope=Scope(r["scope"]),
+        bot_id=r["bot_id"],
+        breaker=Breaker(r["breaker"]),
+        threshold=Decimal(r["threshold"]),
+        value=Decimal(r["value"]),
+        cause=r["cause"],
+        message=r["message"],
+    )
 
 
 def _bot(r: sqlite3.Row) -> BotRecord:
@@ -354,4 +488,5 @@ def _bot(r: sqlite3.Row) -> BotRecord:
         state_reason=r["state_reason"],
         stage=LifecycleStage(r["stage"]),
         last_candle_ts=r["last_candle_ts"],
+        sizing=r["sizing"],
     )

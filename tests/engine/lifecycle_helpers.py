@@ -57,7 +57,7 @@ class Scripted:
     def on_candle(self, candle: Candle) -> Signal:
         self.calls += 1
         if candle.ts in self.enter or (self.enter_from is not None and candle.ts >= self.enter_from):
-            return Signal(SignalAction.ENTER, reason="scripted enter")
+            return Signal(SignalAction.ENTER, edge_bps=100.0, reason="scripted enter")  # clears the fee gate
         if candle.ts in self.exit:
             return Signal(SignalAction.EXIT, reason="scripted exit")
         return HOLD

@@ -32,9 +32,11 @@ from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.ledger.verify import verify
 
 R, P, S, E = BotState.RUNNING, BotState.PAUSED, BotState.STOPPED, BotState.ERROR
-# the table of engine/lifecycle.py's docstring, written out independently
-ALLOWED = {R: {P, S, E}, P: {R, S, E}, S: {R}, E: {R, S}}
-PATH_TO = {R: [], P: [P], S: [S], E: [E]}
+T = BotState.CIRCUIT_TRIPPED
+# the table of engine/lifecycle.py's docstring, written out independently; a user never sets
+# circuit_tripped (breakers do), and cannot resume a bot while a trip covers it (here: a halt)
+ALLOWED = {R: {P, S, E}, P: {R, S, E}, S: {R}, E: {R, S}, T: {P, S}}
+PATH_TO: dict[BotState, list[BotState | str]] = {R: [], P: [P], S: [S], E: [E], T: ["halt"]}
 
 
 def _verify_ok(data_dir: Path) -> None:
@@ -58,7 +60,11 @@ async def test_transition_table(tmp_path: Path, old: BotState, new: BotState) ->
     bot_id = engine.runner_by_name("a").rec.id
     try:
         for step in PATH_TO[old]:
-            await engine.set_bot_state(bot_id, step, f"to {step}")
+            if step == "halt":
+                await engine.halt("test")
+            else:
+                assert isinstance(step, BotState)
+                await engine.set_bot_state(bot_id, step, f"to {step}")
         assert engine.runners[bot_id].rec.state is old
         n_events = len(rec.of(BotStateChanged))
         if new in ALLOWED[old]:
@@ -287,13 +293,17 @@ async def test_a_raising_strategy_puts_only_its_bot_in_error(full_1h_run: Path, 
     boom_ts = candles(BTC_1H)[BOOM_AT - 1].ts
     assert bad.rec.state is BotState.ERROR  # type: ignore[attr-defined]
     assert bad.rec.state_reason.startswith("strategy raised ZeroDivisionError: boom at ")  # type: ignore[attr-defined]
+    # the other bots change state only when one of their breakers trips on the real data
+    others = [e for e in events if e.new is not BotState.ERROR]
+    assert all(e.new is BotState.CIRCUIT_TRIPPED and e.reason.startswith("breaker ") for e in others), others
+    events = [e for e in events if e.new is BotState.ERROR]
     assert events and {(e.name, e.new) for e in events} == {("btc-rsi", BotState.ERROR)}
     assert events[0].old is BotState.RUNNING
     assert events[0].reason == f"strategy raised ZeroDivisionError: boom at {boom_ts}"
     stored = bots(tmp_path)
     assert stored["btc-rsi"]["state"] == "error"
     assert stored["btc-rsi"]["state_reason"].startswith("strategy raised ZeroDivisionError")
-    assert all(b["state"] == "running" for n, b in stored.items() if n != "btc-rsi")
+    assert all(b["state"] in ("running", "circuit_tripped") for n, b in stored.items() if n != "btc-rsi")
     # the broken bot made no decision from the failing candle on ...
     bad_id = stored["btc-rsi"]["id"]
     assert all(o["decision_ts"] < boom_ts for o in orders(tmp_path).values() if o["bot_id"] == bad_id)
@@ -308,6 +318,7 @@ async def test_a_raising_strategy_puts_only_its_bot_in_error(full_1h_run: Path, 
 async def test_a_failing_bot_is_put_in_error_once(tmp_path: Path) -> None:
     _bad, events = await _run_with_a_failing_bot(tmp_path)
     boom_ts = candles(BTC_1H)[BOOM_AT - 1].ts
+    events = [e for e in events if e.name == "btc-rsi"]
     assert len(events) == 1, f"{len(events)} BotStateChanged events"
     assert (
         bots(tmp_path)["btc-rsi"]["state_reason"] == f"strategy raised ZeroDivisionError: boom at {boom_ts}"

@@ -117,6 +117,11 @@ timeframe = "1h"
 strategy = "sma_cross"
 capital = "1000"
 trailing_stop = "0.03"
+
+[risk]  # this test needs a bot that keeps trading after the peak
+max_consecutive_losses = 1000
+bot_max_drawdown = "0.9"
+account_max_drawdown = "0.9"
 """
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from tui_helpers import BTC_1H
 
-from amarktai_tui.config import Settings, load_settings
+from amarktai_tui.config import RiskSettings, Settings, load_settings
 from amarktai_tui.engine.setup import ReplayArgs
 from amarktai_tui.tui.app import AmarktaiApp
 
@@ -25,7 +26,18 @@ def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def settings() -> Settings:
-    return load_settings(None)
+    """Default settings with the breakers opened wide, so the demo bots trade the whole file.
+
+    (The Breakers pane's own tests use the default thresholds.)
+    """
+    s = load_settings(None)
+    s.risk = RiskSettings(
+        max_consecutive_losses=1000,
+        bot_max_drawdown=Decimal("0.9"),
+        account_max_drawdown=Decimal("0.9"),
+        account_daily_loss=Decimal("0.9"),
+    )
+    return s
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ async def test_profits_pane_totals_and_closed_trades(make_app: MakeApp) -> None:
         digits = app.query_one("#pnl-total Digits")
         assert str(digits.value) == fmt.money(total, signed=True)  # type: ignore[attr-defined]
         # this month: realised PnL of the July 2021 fills (engine time ends 2021-07-17)
-        july = sum(f.realised_pnl for f in engine.fill_log if f.ts >= 1625097600000)
+        july = sum((f.realised_pnl for f in engine.fill_log if f.ts >= 1625097600000), Decimal(0))
         assert str(app.query_one("#pnl-month Digits").value) == fmt.money(july, signed=True)  # type: ignore[attr-defined]
         chart = app.query_one("#equity-chart", LineChart)
         assert len(chart.values) == len(app.model.equity) > 1000
