@@ -79,7 +79,46 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r, top=False)
     r.add_argument("period", nargs="?", choices=("daily", "weekly", "monthly"), default="daily")
     r.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("breakers", help="circuit breakers: active trips, history, gauges; reset a trip")
+    _common(b, top=False)
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    b.add_argument(
+        "--limit", type=_count, default=20, metavar="N", help="trips of history shown (newest first)"
+    )
+    bsub = b.add_subparsers(dest="breakers_command", metavar="ACTION", parser_class=_Parser)
+    br = bsub.add_parser("reset", help="reset an active trip (recorded: who, when, why)")
+    _common(br, top=False)
+    br.add_argument("trip_id", type=int, metavar="ID", help="the trip's id (see `amarktai breakers`)")
+    br.add_argument("--reason", required=True, help="why it is safe to trade again (recorded)")
+    br.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+    h = sub.add_parser("halt", help="emergency stop: no bot opens anything until `amarktai resume`")
+    _common(h, top=False)
+    h.add_argument("--reason", help="why (recorded with the halt)")
+    h.add_argument("--json", action="store_true", help="machine-readable output")
+    u = sub.add_parser("resume", help="clear an emergency stop (recorded as a reset of the halt)")
+    _common(u, top=False)
+    u.add_argument("--reason", help="why (recorded with the reset)")
+    u.add_argument("--json", action="store_true", help="machine-readable output")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
+def _check_reason(args: argparse.Namespace) -> None:
+    """A recorded reason must say something: ``--reason ""`` is bad usage, not a runtime failure."""
+    reason = getattr(args, "reason", None)
+    if reason is not None and not reason.strip():
+        raise UsageError(f"amarktai {args.command}: --reason must not be empty")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -98,6 +137,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             from amarktai_tui.tui.app import run_tui
 
             return run_tui(settings, data_dir, replay)
+        _check_reason(args)
         from amarktai_tui.ops import commands
 
         return commands.dispatch(args, settings, data_dir)
@@ -147,12 +187,12 @@ def _replay(args: argparse.Namespace) -> ReplayArgs | None:
 
 def _daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:
     from amarktai_tui.market.loaders import CandleFileError
-    from amarktai_tui.ops.daemon import run_daemon, setup_logging
+    from amarktai_tui.ops.daemon import ControlSocketError, run_daemon, setup_logging
     from amarktai_tui.ops.lock import EngineLockedError
 
     setup_logging(data_dir)
     try:
         return asyncio.run(run_daemon(settings, data_dir, replay))
-    except (CandleFileError, EngineLockedError) as exc:
+    except (CandleFileError, EngineLockedError, ControlSocketError) as exc:
         print(f"amarktai: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, CandleFileError) else EXIT_FAIL

@@ -129,7 +129,7 @@ class TradingEngine(EngineCore):
         Open and queued entry orders are withdrawn. Returns the halt trip, or
         None when the account was already halted.
         """
-        trip = self.board.halt(self._clock(), f"{reason} (by {actor})")
+        trip = self.board.halt(self._clock(), f"{reason} (by {actor})", actor)
         if trip is not None:
             self._tripped(trip)
         await self.flush()

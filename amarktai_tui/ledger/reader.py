@@ -342,3 +342,100 @@ def capital_schedule(events: Iterable[LedgerEvent]) -> dict[int, list[tuple[int,
 def capital_at(schedule: list[tuple[int, Decimal]], ts: int) -> Decimal:
     """A bot's capital (quote) at ``ts``: the sum of its schedule entries effective at or before ts."""
     return sum((a for t, a in schedule if t <= ts), Decimal(0))
+
+
+# -- circuit breakers (schema v2) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TripResetRow:
+    """A ``breaker_resets`` row: who (``actor``: user | cli | ai | engine), when (ms UTC) and why."""
+
+    id: int
+    trip_id: int
+    ts: int
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TripRow:
+    """A ``breaker_trips`` row with its bot's name (None for account trips) and its reset, if any.
+
+    ``threshold``/``value``: fractions for drawdown and daily loss (0.2 = 20%), counts for
+    consecutive losses and error storms, 0 for a halt.
+    """
+
+    id: int
+    ts: int
+    scope: str
+    bot_id: int | None
+    bot: str | None
+    breaker: str
+    threshold: Decimal
+    value: Decimal
+    cause: str
+    message: str
+    reset: TripResetRow | None
+
+    @property
+    def active(self) -> bool:
+        return self.reset is None
+
+
+_TRIP_SQL = (
+    "SELECT t.id, t.ts, t.scope, t.bot_id, b.name, t.breaker, t.threshold, t.value, t.cause, t.message,"
+    " r.id, r.ts, r.actor, r.reason FROM breaker_trips t LEFT JOIN bots b ON b.id = t.bot_id"
+    " LEFT JOIN breaker_resets r ON r.trip_id = t.id"
+)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        is not None
+    )
+
+
+def _trip_row(r: Any) -> TripRow:
+    i, t = int(r[0]), "breaker_trips"
+    reset = None if r[10] is None else TripResetRow(int(r[10]), i, int(r[11]), r[12], r[13])
+    return TripRow(
+        i, int(r[1]), r[2], None if r[3] is None else int(r[3]), r[4], r[5], _dec(r[6], t, i, "threshold"),
+        _dec(r[7], t, i, "value"), r[8], r[9], reset,
+    )  # fmt: skip
+
+
+def breaker_trips(conn: sqlite3.Connection, limit: int | None = None) -> list[TripRow]:
+    """Trips with their resets, newest first (by id); at most ``limit`` rows (None = all).
+
+    A ledger older than schema v2 (no ``breaker_trips`` table) has none: [].
+    """
+    if not _has_table(conn, "breaker_trips"):
+        return []
+    sql, args = _TRIP_SQL + " ORDER BY t.id DESC", []
+    if limit is not None:
+        sql, args = sql + " LIMIT ?", [max(0, limit)]
+    return [_trip_row(r) for r in conn.execute(sql, args)]
+
+
+def active_trips(conn: sqlite3.Connection) -> list[TripRow]:
+    """Trips without a reset (the ones that stop new risk), oldest first."""
+    if not _has_table(conn, "breaker_trips"):
+        return []
+    return [_trip_row(r) for r in conn.execute(_TRIP_SQL + " WHERE r.id IS NULL ORDER BY t.id")]
+
+
+def breaker_trip(conn: sqlite3.Connection, trip_id: int) -> TripRow | None:
+    """One trip by id (with its reset, if any); None when there is no such trip."""
+    if not _has_table(conn, "breaker_trips"):
+        return None
+    r = conn.execute(_TRIP_SQL + " WHERE t.id = ?", (trip_id,)).fetchone()
+    return None if r is None else _trip_row(r)
+
+
+def max_trip_id(conn: sqlite3.Connection) -> int:
+    """The highest trip id (0 without trips): a new trip takes the next one."""
+    if not _has_table(conn, "breaker_trips"):
+        return 0
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM breaker_trips").fetchone()[0])

@@ -1,7 +1,8 @@
-"""The read subcommands: status, ledger verify|export, report.
+"""The subcommands: status, ledger verify|export, report, breakers (reads); halt, resume, breakers reset.
 
-They open the ledger read-only (a running engine keeps writing; WAL lets
-both work) and print only their result on stdout.
+Read commands open the ledger read-only (a running engine keeps writing; WAL
+lets both work) and print only their result on stdout. The write commands
+(``ops.risk_commands``) go through the running engine, or record offline.
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from amarktai_tui.config import Settings
+from amarktai_tui.ledger.reader import LedgerDataError
 from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.locations import db_path, lock_path
 
 
 def dispatch(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
     """Run the subcommand named in ``args``; return the exit code."""
+    if args.command in ("halt", "resume") or (
+        args.command == "breakers" and args.breakers_command == "reset"
+    ):
+        from amarktai_tui.ops.risk_commands import write_command
+
+        return write_command(args, data_dir)
     try:
         conn = connect_readonly(str(db_path(data_dir)))
     except FileNotFoundError as exc:
@@ -34,6 +42,15 @@ def dispatch(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
             return _export(conn, args.format)
         if args.command == "report":
             return _report(conn, args.period, as_json=args.json)
+        if args.command == "breakers":
+            from amarktai_tui.ops.risk_commands import show_breakers
+
+            return show_breakers(
+                conn, engine_running=_engine_running(data_dir), as_json=args.json, limit=args.limit
+            )
+    except LedgerDataError as exc:
+        print(f"amarktai: ledger {db_path(data_dir)}: {exc}", file=sys.stderr)
+        return 1
     except sqlite3.DatabaseError as exc:
         print(f"amarktai: ledger {db_path(data_dir)} unreadable: {exc}", file=sys.stderr)
         return 1
@@ -43,7 +60,7 @@ def dispatch(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
     return 2
 
 
-def _now_ms(conn: sqlite3.Connection) -> int:
+def ledger_now_ms(conn: sqlite3.Connection) -> int:
     """Ledger time: the newest snapshot or fill (a replay's simulated clock), else the wall clock."""
     row = conn.execute(
         "SELECT MAX(t) FROM (SELECT MAX(ts) AS t FROM equity_snapshots UNION ALL SELECT MAX(ts) FROM fills)"
@@ -78,7 +95,7 @@ def _print_json(obj: Any) -> None:
 def _status(conn: sqlite3.Connection, data_dir: Path, *, as_json: bool) -> int:
     from amarktai_tui.ledger.report import status_report
 
-    rep = status_report(conn, _now_ms(conn))
+    rep = status_report(conn, ledger_now_ms(conn))
     rep["engine_running"] = _engine_running(data_dir)
     rep["data_dir"] = str(data_dir)
     if as_json:
@@ -122,7 +139,7 @@ def _export(conn: sqlite3.Connection, fmt: str) -> int:
 def _report(conn: sqlite3.Connection, period: str, *, as_json: bool) -> int:
     from amarktai_tui.ledger.report import account_report
 
-    rep = account_report(conn, _now_ms(conn))
+    rep = account_report(conn, ledger_now_ms(conn))
     rep["period"] = period
     if as_json:
         _print_json(rep)

@@ -2,7 +2,9 @@
 
 Logs go to ``<data_dir>/logs/amarktai.log`` and stderr. SIGTERM/SIGINT stop
 the feed; the engine flushes its last batch and a final equity snapshot,
-releases the lock and the process exits 0.
+releases the lock and the process exits 0. While it runs, the CLI's write
+commands (halt, resume, breakers reset) reach it over the control socket
+(``ops.control``), closed and removed on shutdown.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from amarktai_tui.config import Settings
 from amarktai_tui.engine.events import EventBus, OrderFilled, OrderRejected
 from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.locations import lock_path, logs_dir
+from amarktai_tui.ops.control import serve_control, socket_path, stop_control
 from amarktai_tui.ops.lock import EngineLock
 
 log = logging.getLogger("amarktai.daemon")
 _CENT = Decimal("0.01")
+
+
+class ControlSocketError(RuntimeError):
+    """The control socket could not be opened: an engine nobody can halt from the CLI does not start."""
 
 
 def setup_logging(data_dir: Path, *, stderr: bool = True, level: int = logging.INFO) -> None:
@@ -52,6 +59,12 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
             OrderRejected, lambda e: log.info("order %s %s: %s", e.client_order_id, e.state, e.reason)
         )
         engine, feed = await open_engine(settings, data_dir, replay, bus)
+        sock = socket_path(data_dir)
+        try:
+            control = await serve_control(engine, sock)
+        except OSError as exc:
+            await engine.store.close()
+            raise ControlSocketError(f"cannot listen on the control socket {sock}: {exc}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, engine.stop)
@@ -63,6 +76,7 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            await stop_control(control)
             await engine.store.close()
         log.info(
             "engine stopped: %d candles, %d fills, equity %s",

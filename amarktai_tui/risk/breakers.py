@@ -254,9 +254,9 @@ class BreakerBoard:
                     out.append(trip)
         return out
 
-    def halt(self, ts: int, reason: str) -> Trip | None:
+    def halt(self, ts: int, reason: str, cause: str = "user") -> Trip | None:
         """The emergency stop: an account trip that only a reset (``resume``) clears."""
-        return self._trip(ts, None, Breaker.HALT, Decimal(0), Decimal(0), "user", f"emergency stop: {reason}")
+        return self._trip(ts, None, Breaker.HALT, Decimal(0), Decimal(0), cause, f"emergency stop: {reason}")
 
     def _trip(
         self,

@@ -44,6 +44,11 @@ class Refusal:
     figures: Mapping[str, str] = field(default_factory=dict)
 
 
+def plain(x: Decimal) -> str:
+    """``x`` without trailing zeros or exponent: Decimal('36.000') -> '36', Decimal('1E+2') -> '100'."""
+    return format(x.normalize(), "f")
+
+
 # -- B. fee coverage ------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CostModel:
@@ -86,14 +91,14 @@ def fee_gate(edge_bps: float, order_type: OrderType, cost: CostModel, *, reduces
     if edge >= need and edge >= cost.min_edge_bps:
         return None
     figures = {
-        "edge_bps": str(edge),
-        "round_trip_bps": str(need),
-        "min_edge_bps": str(cost.min_edge_bps),
+        "edge_bps": plain(edge),
+        "round_trip_bps": plain(need),
+        "min_edge_bps": plain(cost.min_edge_bps),
     }
     if edge < cost.min_edge_bps and edge >= need:
-        reason = f"edge {edge} bps is below the minimum {cost.min_edge_bps} bps"
+        reason = f"edge {plain(edge)} bps is below the minimum {plain(cost.min_edge_bps)} bps"
     else:
-        reason = f"edge {edge} bps does not cover the round-trip cost {need} bps"
+        reason = f"edge {plain(edge)} bps does not cover the round-trip cost {plain(need)} bps"
     return Refusal(Gate.FEE_COVERAGE, reason, figures)
 
 
