@@ -16,11 +16,12 @@ backtest run on a simulated clock. ``engine.TradingEngine`` adds the user comman
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from amarktai_tui.domain.enums import BotState, OrderState, Side, TradingMode
@@ -29,6 +30,7 @@ from amarktai_tui.engine.events import (
     BotCreated,
     BotStateChanged,
     BreakerTripped,
+    CapitalChanged,
     EngineStopped,
     EngineTick,
     EquitySampled,
@@ -44,10 +46,17 @@ from amarktai_tui.engine.snapshots import snapshot_rows
 from amarktai_tui.engine.spec import BotSpec, record_of
 from amarktai_tui.exchanges.base import BrokerUpdate
 from amarktai_tui.exchanges.markets import market_rules
-from amarktai_tui.exchanges.paper import PaperBroker
+from amarktai_tui.exchanges.paper import PaperBroker, to_decimal
 from amarktai_tui.exchanges.registry import EXCHANGES, exchange_info
 from amarktai_tui.ledger.store import RISK_KV, BotRecord, LedgerStore, NewOrder, WriteBatch
 from amarktai_tui.market.base import MarketFeed
+from amarktai_tui.risk.allocator import (
+    Allocation,
+    AllocationPlan,
+    AllocatorSettings,
+    BotPerformance,
+    plan_allocation,
+)
 from amarktai_tui.risk.breakers import Reading, Trip
 from amarktai_tui.risk.gates import CostModel, Gate, Refusal
 from amarktai_tui.risk.kelly import kelly_fraction
@@ -88,6 +97,8 @@ class EngineCore:
         wall_clock_ms: Callable[[], int] | None = None,
         risk: PipelineSettings | None = None,
         realtime: bool = False,
+        allocator: AllocatorSettings | None = None,
+        allocate_every: str | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -99,6 +110,10 @@ class EngineCore:
         self.snapshot_ms = timeframe_to_ms(snapshot_interval)
         self._wall = wall_clock_ms
         self.risk = risk or PipelineSettings()
+        self.allocator = allocator or AllocatorSettings()
+        self._alloc_ms = timeframe_to_ms(allocate_every) if allocate_every else 0
+        self._next_alloc: int | None = None
+        self._alloc_due = False
         self.pipeline = Pipeline(
             self.risk,
             self._cost_model,
@@ -109,6 +124,7 @@ class EngineCore:
         self.trip_log: list[Trip] = []  # trips since start-up (history is in the ledger)
         self._costs: dict[tuple[str, str], CostModel] = {}
         self._held: dict[str, OrderIntent] = {}
+        self._last_close: dict[str, float] = {}  # pair -> close of its newest candle
         self.runners: dict[int, BotRunner] = {}
         self._by_stream: dict[tuple[str, str], list[BotRunner]] = {}
         self._inflight: dict[str, Order] = {}
@@ -199,6 +215,9 @@ class EngineCore:
             async for candle in feed.candles():
                 self.process(candle)
                 since += 1
+                if self._alloc_due:
+                    self._alloc_due = False
+                    self.allocate_now(self.allocation_plan(), actor="engine")
                 if self._intents:  # an external broker: pending rows commit before it is called
                     await self._commit()
                     since, last = 0, time.monotonic()
@@ -251,6 +270,7 @@ class EngineCore:
         if close_ts > self.now_ms:
             self._advance_clock(close_ts)
         self.candles_seen += 1
+        self._last_close[c.pair] = c.close
         if self._held:
             self._release_due(close_ts - 1)  # staggered submissions that fall inside this candle
         for upd in self.broker.on_candle(c):
@@ -287,12 +307,22 @@ class EngineCore:
             self._expire_stale()
             self._next_snap = (self.now_ms // self.snapshot_ms + 1) * self.snapshot_ms
         self.now_ms = close_ts
+        if self._alloc_ms:
+            self._schedule_allocation(close_ts)
         day = close_ts // _DAY_MS
         if day != self._day:
             restored = self.day_start_equity if self._day is None and self._restored_day == day else None
             self._day = day
             self.day_start_equity = restored if restored is not None else self.account_equity()
             self.board.set_day_start(self.day_start_equity)
+
+    def _schedule_allocation(self, close_ts: int) -> None:
+        """Run the allocator every ``allocate_every`` of market time (applied at the next flush)."""
+        if self._next_alloc is None:
+            self._next_alloc = (close_ts // self._alloc_ms + 1) * self._alloc_ms
+        elif close_ts >= self._next_alloc:
+            self._next_alloc = (close_ts // self._alloc_ms + 1) * self._alloc_ms
+            self._alloc_due = True
 
     # -- the pipeline -----------------------------------------------------
     def _route(self, it: OrderIntent) -> Decision:
@@ -395,15 +425,25 @@ class EngineCore:
         base = split_pair(rec.pair)[0]
         asset = exch = Decimal(0)
         exchanges = set()
+        # open positions at this candle's close, plus buys on their way (in flight, queued, unsent)
+        exposures = [
+            (r.rec.pair, r.rec.exchange, r.book.position_qty) for r in self.runners.values() if r.long
+        ]
+        exposures += [(o.pair, o.exchange, o.quantity) for o in self._inflight.values() if o.side is Side.BUY]
+        exposures += [
+            (it.pair, it.exchange, it.quantity)
+            for it in itertools.chain(self._held.values(), self._intents)
+            if it.side is Side.BUY
+        ]
         for r in self.runners.values():
             exchanges.add(r.rec.exchange)
-            if r.long:
-                m = r.mark_price() or Decimal(0)
-                notional = r.book.position_qty * m
-                if split_pair(r.rec.pair)[0] == base:
-                    asset += notional
-                if r.rec.exchange == rec.exchange:
-                    exch += notional
+        for pair, exchange, qty in exposures:
+            last = self._last_close.get(pair)
+            notional = qty * (price if pair == rec.pair else to_decimal(last) if last else Decimal(0))
+            if split_pair(pair)[0] == base:
+                asset += notional
+            if exchange == rec.exchange:
+                exch += notional
         rules = market_rules(rec.exchange, rec.pair)
         return entry_quantity(
             capital=rec.capital,
@@ -415,9 +455,20 @@ class EngineCore:
             qty_step=rules.amount_step,
             min_notional=rules.min_notional,
             fraction=fraction,
-            exposure=Exposure(self.account_equity(), asset, exch, len(exchanges)),
+            exposure=Exposure(self._equity_at(rec.pair, price), asset, exch, len(exchanges)),
             caps=self.risk.caps,
         )
+
+    def _equity_at(self, pair: str, price: Decimal) -> Decimal:
+        """Account equity with every position in ``pair`` marked at ``price`` (bots later in this
+        candle's loop still hold the previous close as their mark)."""
+        total = Decimal(0)
+        for r in self.runners.values():
+            if r.long and r.rec.pair == pair:
+                total += r.funding + r.stats.realised + r.book.unrealised(price)
+            else:
+                total += r.equity()
+        return total
 
     def _cost_model(self, exchange: str, pair: str) -> CostModel:
         key = (exchange, pair)
@@ -433,6 +484,62 @@ class EngineCore:
                 min_edge_bps=self.risk.min_edge_bps,
             )
         return cm
+
+    # -- capital allocation (risk.allocator) -----------------------------------
+    def allocation_plan(self) -> AllocationPlan:
+        """What the allocator would do now (a preview; nothing changes). Figures in quote."""
+        perf = []
+        for r in self.runners.values():
+            eq = r.equity()
+            roi = (eq - r.funding) / r.funding if r.funding > 0 else Decimal(0)
+            perf.append(
+                BotPerformance(
+                    r.rec.id,
+                    r.rec.name,
+                    r.rec.risk_mode,
+                    r.rec.capital,
+                    eq,
+                    r.stats.trades,
+                    r.stats.wins,
+                    roi,
+                )
+            )
+        return plan_allocation(perf, self.account_equity() + self.pool, self.allocator)
+
+    def allocate_now(self, plan: AllocationPlan, actor: str = "user") -> list[Allocation]:
+        """Apply a plan's changes: each is a pair of ``allocation`` ledger events (bot +d, account -d).
+
+        A bot gives back at most its free cash (capital tied up in a position
+        stays). Equity moves with the capital, so breakers see no loss (their
+        marks move too). Returns the changes applied, with the capital actually set.
+        """
+        done: list[Allocation] = []
+        now = self._clock()
+        for a in plan.changes:
+            r = self.runners.get(a.bot_id)
+            if r is None:
+                continue
+            delta = a.new_capital - r.rec.capital
+            if delta < 0 and -delta > r.cash:
+                delta = -r.cash
+            if not delta:
+                continue
+            new = r.rec.capital + delta
+            cur = split_pair(r.rec.pair)[1]
+            note = f"allocator ({actor}): {a.tier} {r.rec.capital} -> {new}"
+            self._batch.events.append((now, r.rec.id, "allocation", delta, cur, note))
+            self._batch.events.append((now, None, "allocation", -delta, cur, f"{note} (from the pool)"))
+            self._batch.capital[r.rec.id] = new
+            r.add_funding(delta)
+            self.pool -= delta
+            self.board.flow(r.rec.id, delta)
+            if self.day_start_equity is not None:
+                self.day_start_equity += delta
+            self.broker.set_balance(r.rec.id, r.cash, r.book.position_qty)
+            old, r.rec.capital = r.rec.capital, new
+            self.bus.publish(CapitalChanged(now, r.rec.id, r.rec.name, old, new, note))
+            done.append(replace(a, new_capital=new))
+        return done
 
     # -- breakers -------------------------------------------------------------
     def _check_bot(self, runner: BotRunner, cause: str) -> None:
@@ -663,9 +770,7 @@ class EngineCore:
         ts = self.now_ms
         if not ts or ts <= self._snapshots_until:
             return  # a restart re-warming over times a previous run already recorded
-        rows, per_bot, total = snapshot_rows(
-            ts, self.runners.values(), self._snap_fills, len(self.fill_log), self.pool
-        )
+        rows, per_bot, total = snapshot_rows(ts, self.runners.values(), self._snap_fills, len(self.fill_log))
         self._batch.snapshots.extend(rows)
         self.board.sync_account(total)  # the float running sum re-based on the exact figure
         self.bus.publish(EquitySampled(ts, total, per_bot))
@@ -678,8 +783,8 @@ class EngineCore:
         return self._inflight.get(runner.in_flight)
 
     def account_equity(self) -> Decimal:
-        """Sum of the bots' equity plus the unallocated pool (quote)."""
-        return sum((r.equity() for r in self.runners.values()), self.pool)
+        """Sum of the bots' equity (quote). Capital the allocator holds back (``pool``) is not in it."""
+        return sum((r.equity() for r in self.runners.values()), Decimal(0))
 
     def today_pnl(self) -> Decimal:
         start = self.day_start_equity

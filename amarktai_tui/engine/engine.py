@@ -20,6 +20,7 @@ from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.engine.spec import BotSpec, EngineError, record_of
 from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info
 from amarktai_tui.ledger.store import TripReset
+from amarktai_tui.risk.allocator import Allocation, AllocationPlan
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.strategies.registry import make_strategy
 
@@ -121,6 +122,13 @@ class TradingEngine(EngineCore):
             self._set_state(runner, BotState.CIRCUIT_TRIPPED, "an account breaker is tripped")
         self.bus.publish(BotCreated(now, rec.id, rec.name))
         return runner
+
+    # -- capital allocation ---------------------------------------------------
+    async def apply_allocation(self, plan: AllocationPlan, actor: str = "user") -> list[Allocation]:
+        """Apply a plan (see ``EngineCore.allocate_now``) and write it at once."""
+        done = self.allocate_now(plan, actor)
+        await self.flush()
+        return done
 
     # -- breakers --------------------------------------------------------------
     async def halt(self, reason: str = "emergency stop", actor: str = "user") -> Trip | None:

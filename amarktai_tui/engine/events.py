@@ -97,6 +97,17 @@ class BreakerReset(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CapitalChanged(Event):
+    """A bot's capital moved (the allocator): ``old``/``new`` in quote."""
+
+    bot_id: int
+    name: str
+    old: Decimal
+    new: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModeSwitched(Event):
     old: TradingMode
     new: TradingMode

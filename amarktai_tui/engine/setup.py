@@ -18,6 +18,7 @@ from amarktai_tui.exchanges.paper import PaperBroker
 from amarktai_tui.ledger.store import LedgerStore
 from amarktai_tui.locations import db_path
 from amarktai_tui.market.base import MarketFeed
+from amarktai_tui.risk.allocator import AllocatorSettings
 from amarktai_tui.risk.breakers import BreakerSettings
 from amarktai_tui.risk.gates import LimitSettings
 from amarktai_tui.risk.pipeline import PipelineSettings
@@ -178,6 +179,7 @@ async def open_engine(
         streams = feed.streams
     store = await LedgerStore.open(db_path(data_dir))
     broker = make_broker(settings)
+    a = settings.allocator
     engine = TradingEngine(
         store,
         broker,
@@ -187,6 +189,14 @@ async def open_engine(
         snapshot_interval=settings.engine.snapshot_interval,
         risk=pipeline_settings(settings),
         realtime=replay is None and settings.market.source != "replay",
+        allocator=AllocatorSettings(
+            allocatable_share=a.allocatable_share,
+            min_per_bot=a.min_per_bot,
+            max_per_bot_share=a.max_per_bot_share,
+            min_trades=a.min_trades,
+            change_threshold=a.change_threshold,
+        ),
+        allocate_every=None if a.interval == "off" else a.interval,
     )
     try:
         await engine.start(bot_specs(settings, streams))

@@ -3,7 +3,7 @@
 A long bot gets a row at every snapshot time; a flat bot's equity moves
 only with a fill, so its row is written only when its fill count changed
 since its last row. The account row (``bot_id`` None) is the sum over bots
-plus the unallocated pool, and carries the total fill count.
+and carries the total fill count.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ def snapshot_rows(
     runners: Iterable[BotRunner],
     last_fills: dict[int, int],
     total_fills: int,
-    pool: Decimal = _ZERO,
 ) -> tuple[list[SnapshotRow], dict[int, Decimal], Decimal]:
     """Rows to write at ``ts``, each bot's equity, and the account equity (quote).
 
@@ -31,8 +30,7 @@ def snapshot_rows(
     """
     rows: list[SnapshotRow] = []
     per_bot: dict[int, Decimal] = {}
-    tot_eq = pool
-    tot_real = tot_unreal = tot_fees = _ZERO
+    tot_eq = tot_real = tot_unreal = tot_fees = _ZERO
     for r in runners:
         st = r.stats
         bot_id = r.rec.id

@@ -98,6 +98,9 @@ class WriteBatch:
     resets: list[TripReset] = field(default_factory=list)
     errors: list[tuple[int, int, str, str]] = field(default_factory=list)  # (ts, bot_id, source, message)
     kv: dict[str, str] = field(default_factory=dict)
+    events: list[tuple[int, int | None, str, Decimal, str, str]] = field(default_factory=list)
+    """ledger_events rows: (ts, bot_id or None, kind, amount, currency, note)"""
+    capital: dict[int, Decimal] = field(default_factory=dict)  # bot_id -> new capital
 
     def __bool__(self) -> bool:
         return bool(
@@ -110,6 +113,8 @@ class WriteBatch:
             or self.resets
             or self.errors
             or self.kv
+            or self.events
+            or self.capital
         )
 
 
@@ -423,6 +428,15 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
         if b.errors:
             await conn.executemany(
                 "INSERT INTO bot_errors (ts, bot_id, source, message) VALUES (?,?,?,?)", b.errors
+            )
+        if b.events:
+            await conn.executemany(
+                "INSERT INTO ledger_events (ts, bot_id, kind, amount, currency, note) VALUES (?,?,?,?,?,?)",
+                [(ts, bid, kind, str(amount), cur, note) for ts, bid, kind, amount, cur, note in b.events],
+            )
+        if b.capital:
+            await conn.executemany(
+                "UPDATE bots SET capital = ? WHERE id = ?", [(str(c), bid) for bid, c in b.capital.items()]
             )
         if b.kv:
             await conn.executemany(

@@ -3,7 +3,7 @@
 The engine runs in the ``engine`` worker; bus events reach ``EngineModel``
 (cheap appends), and a timer at ``settings.ui.refresh_rate`` Hz redraws the
 header and the visible pane when something changed. Commands (pause, resume,
-stop, pause all, resume all) run as ``commands`` workers; one
+stop, pause all, resume all, emergency stop) run as ``commands`` workers; one
 ``Worker.StateChanged`` handler turns any worker error into a message.
 """
 
@@ -25,13 +25,17 @@ from textual.worker import Worker, WorkerState
 from amarktai_tui.config import Settings
 from amarktai_tui.domain.enums import BotState
 from amarktai_tui.domain.types import split_pair
-from amarktai_tui.engine.engine import EngineError, TradingEngine
+from amarktai_tui.engine.engine import EngineError, ResetResult, TradingEngine
 from amarktai_tui.engine.events import EventBus
 from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.locations import db_path, lock_path, user_themes_dir
 from amarktai_tui.market.base import FeedState, FeedStatus
+from amarktai_tui.ops.control import serve_control, socket_path, stop_control
 from amarktai_tui.ops.lock import EngineLock, EngineLockedError
+from amarktai_tui.risk.breakers import Breaker, Trip
+from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import BotsPane
+from amarktai_tui.tui.breakers_pane import BreakersPane, rule_name
 from amarktai_tui.tui.header import AppHeader
 from amarktai_tui.tui.model import EngineModel
 from amarktai_tui.tui.palette import BotCommands
@@ -39,25 +43,32 @@ from amarktai_tui.tui.profits_pane import ProfitsPane
 from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import NewBotScreen
+from amarktai_tui.tui.screens.reset_breaker import ResetBreakerScreen
 from amarktai_tui.tui.themes import BUILTIN_DIR, THEME_VARIABLES, choose_theme, load_themes
 
 FRAME_BUDGET_SHARE = 5
+TAB_FOCUS = {"bots": "#bots-table", "profits": "#trades-tape RichLog", "breakers": "#breakers-table"}
+"""The widget that gets the focus when a tab is shown."""
 """A frame that took t seconds to draw is followed by at least (5 - 1) * t without drawing."""
 
 
 class AmarktaiApp(App[None]):
-    """The cockpit: header, Bots and Profits tabs, footer; owns the engine, its lock and its worker."""
+    """The cockpit: header, Bots, Profits and Breakers tabs, footer; owns the engine, its lock and its worker."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Amarktai"
     COMMANDS = App.COMMANDS | {BotCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("1", "show_tab('bots')", "Bots", id="app.tab_bots"),
-        Binding("2", "show_tab('profits')", "Profits", id="app.tab_profits"),
+        # the tab titles show the tab keys, so the footer leaves them out
+        Binding("1", "show_tab('bots')", "Bots", id="app.tab_bots", show=False),
+        Binding("2", "show_tab('profits')", "Profits", id="app.tab_profits", show=False),
+        Binding("3", "show_tab('breakers')", "Breakers", id="app.tab_breakers", show=False),
         Binding("n", "new_bot", "New bot", id="app.new_bot"),
         Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
         Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
+        Binding("H", "halt", "Emergency stop", id="app.halt", key_display="H"),
+        Binding("U", "resume_trading", "Resume trading", id="app.resume", key_display="U"),
     ]
 
     def __init__(
@@ -85,6 +96,7 @@ class AmarktaiApp(App[None]):
         self._drawn = -1
         self._status: FeedStatus | None = None
         self._next_draw = 0.0
+        self._halted = False
 
     # -- start-up ---------------------------------------------------------------
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -93,10 +105,12 @@ class AmarktaiApp(App[None]):
     def compose(self) -> ComposeResult:
         yield AppHeader()
         with TabbedContent(initial="bots", id="tabs"):
-            with TabPane("Bots", id="bots"):
+            with TabPane("1 Bots", id="bots"):
                 yield BotsPane(id="bots-pane")
-            with TabPane("Profits", id="profits"):
+            with TabPane("2 Profits", id="profits"):
                 yield ProfitsPane(id="profits-pane")
+            with TabPane("3 Breakers", id="breakers"):
+                yield BreakersPane(id="breakers-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -139,6 +153,7 @@ class AmarktaiApp(App[None]):
             return
         self.query_one(BotsPane).invalidate()
         self.query_one(ProfitsPane).invalidate()
+        self.query_one(BreakersPane).invalidate()
         self.redraw(force=True)
 
     def _start_engine(self) -> None:
@@ -163,6 +178,7 @@ class AmarktaiApp(App[None]):
         try:
             engine, feed = await open_engine(self.settings, self.data_dir, self.replay, self.bus)
             self.engine = engine
+            control = await serve_control(engine, socket_path(self.data_dir))  # `amarktai halt` etc.
             self.model.load_history(db_path(self.data_dir))
             run = asyncio.create_task(engine.run(feed), name="engine.run")
             try:
@@ -172,6 +188,7 @@ class AmarktaiApp(App[None]):
                 await run
                 raise
             finally:
+                await stop_control(control)
                 await engine.store.close()
         finally:
             lock.release()
@@ -225,13 +242,20 @@ class AmarktaiApp(App[None]):
 
     def _draw(self, engine: TradingEngine | None, status: FeedStatus | None) -> None:
         stopped = self.model.stopped is not None
+        halted = engine is not None and (Breaker.HALT, None) in engine.board.active
+        if halted != self._halted:
+            self._halted = halted
+            self.refresh_bindings()  # the footer offers H or U
         self.query_one(AppHeader).show(engine, self._problem, stopped=stopped)
         while self.model.alerts:
             self.notify(self.model.alerts.popleft(), title="Bot error", severity="error", timeout=30)
         if engine is None:
             return
-        if self.query_one("#tabs", TabbedContent).active == "profits":
+        active = self.query_one("#tabs", TabbedContent).active
+        if active == "profits":
             self.query_one(ProfitsPane).refresh_view(engine, self.model)
+        elif active == "breakers":
+            self.query_one(BreakersPane).refresh_view(engine, self.model)
         else:
             self.query_one(BotsPane).refresh_view(engine)
         if isinstance(self.screen, BotDetailScreen) and self.screen.composed:
@@ -257,7 +281,7 @@ class AmarktaiApp(App[None]):
         while isinstance(self.screen, BotDetailScreen):
             self.pop_screen()
         self.query_one("#tabs", TabbedContent).active = tab
-        self.query_one("#bots-table" if tab == "bots" else "#trades-tape RichLog").focus()
+        self.query_one(TAB_FOCUS[tab]).focus()
 
     def _live_engine(self) -> TradingEngine | None:
         if self.engine is None:
@@ -290,6 +314,115 @@ class AmarktaiApp(App[None]):
         self.redraw(force=True)
         self.query_one(BotsPane).select_bot(bot_id)
         self.notify(f"bot {self.engine.runners[bot_id].rec.name} created")
+
+    # -- breakers: reset, emergency stop, resume ------------------------------------
+    def _scope_name(self, bot_id: int | None) -> str:
+        if bot_id is None:
+            return "the account"
+        runner = self.engine.runners.get(bot_id) if self.engine is not None else None
+        return runner.rec.name if runner is not None else f"bot {bot_id}"
+
+    @on(BreakersPane.ResetAsked)
+    def _on_reset_asked(self, message: BreakersPane.ResetAsked) -> None:
+        if message.breaker is Breaker.HALT:
+            self.action_resume_trading()
+            return
+        engine = self._live_engine()
+        if engine is None:
+            return
+        rule, who = rule_name(message.breaker), self._scope_name(message.bot_id)
+        trip = engine.board.active.get((message.breaker, message.bot_id))
+        if trip is None:
+            self.notify(f"{rule} on {who} is not tripped: nothing to reset", severity="warning")
+            return
+        covered = "every bot" if trip.bot_id is None else who
+        why = (
+            f"Tripped {fmt.ts(trip.ts)} UTC (trip {trip.id}): {trip.message}.\n"
+            f"While tripped, {covered} opens nothing new; exits still run. The reset is checked "
+            "at once: if the condition still holds, the breaker trips again."
+        )
+
+        def run(reason: str) -> Awaitable[ResetResult]:
+            return engine.reset_breaker(trip.id, reason, actor="user")
+
+        self.push_screen(
+            ResetBreakerScreen(f"Reset {rule} on {who}?", why, "Reset", run),
+            lambda result: self._reset_done(result, f"{rule} on {who}", "reset"),
+        )
+
+    def _reset_done(self, result: ResetResult | None, what: str, done: str) -> None:
+        """After the reset modal: say what was done, and if the breaker tripped again at once."""
+        if result is None:
+            return
+        self.notify(f"{what}: {done} (trip {result.trip.id})")
+        if result.retripped is not None:
+            self._tripped_again(result.retripped, what)
+        self.redraw(force=True)
+
+    def _tripped_again(self, trip: Trip, what: str) -> None:
+        self.notify(
+            f"{what} tripped again at once (trip {trip.id}): {trip.message}",
+            title="Breaker tripped again",
+            severity="warning",
+            timeout=20,
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Emergency stop while trading, resume while halted (the footer shows the one that applies)."""
+        if action == "halt":
+            return not self._halted
+        if action == "resume_trading":
+            return self._halted
+        return True
+
+    def action_halt(self) -> None:
+        engine = self._live_engine()
+        if engine is None:
+            return
+        halt = engine.board.active.get((Breaker.HALT, None))
+        if halt is not None:
+            self.notify(
+                f"trading is already halted since {fmt.ts(halt.ts)} UTC; U resumes", severity="warning"
+            )
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._command(
+                    lambda: engine.halt("from the TUI", actor="user"),
+                    lambda trip: "EMERGENCY STOP: trading halted" if trip else "trading was already halted",
+                )
+
+        why = (
+            "No bot opens anything new: open and queued entry orders are withdrawn and every "
+            "bot stops taking entries. Exits, stop-losses and cancels keep working. Trading "
+            "stays halted, across restarts, until you resume it (U) with a reason."
+        )
+        self.push_screen(ConfirmScreen("Emergency stop: halt all trading?", why, "Halt"), confirmed)
+
+    def action_resume_trading(self) -> None:
+        engine = self._live_engine()
+        if engine is None:
+            return
+        halt = engine.board.active.get((Breaker.HALT, None))
+        if halt is None:
+            self.notify("trading is not halted", severity="warning")
+            return
+
+        async def run(reason: str) -> ResetResult:
+            result = await engine.resume(reason, actor="user")
+            if result is None:
+                raise EngineError("trading is not halted any more")
+            return result
+
+        why = (
+            f"Halted {fmt.ts(halt.ts)} UTC: {halt.message}.\n"
+            "Bots stopped by the halt go back to running; breakers tripped on their own stay tripped."
+        )
+        self.push_screen(
+            ResetBreakerScreen("Resume trading?", why, "Resume", run),
+            lambda result: self._reset_done(result, "emergency stop", "trading resumed"),
+        )
 
     @on(BotsPane.BotAction)
     def _on_bot_action(self, message: BotsPane.BotAction) -> None:
@@ -354,7 +487,15 @@ def _all_bindings() -> list[Binding]:
     from amarktai_tui.tui.screens.confirm import ConfirmScreen
 
     out: list[Binding] = []
-    for cls in (AmarktaiApp, BotsPane, NewBotScreen, BotDetailScreen, ConfirmScreen):
+    for cls in (
+        AmarktaiApp,
+        BotsPane,
+        BreakersPane,
+        NewBotScreen,
+        BotDetailScreen,
+        ConfirmScreen,
+        ResetBreakerScreen,
+    ):
         out.extend(b for b in cls.BINDINGS if isinstance(b, Binding))
     return out
 

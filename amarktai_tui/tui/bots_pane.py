@@ -78,6 +78,7 @@ _STATE_ROLE = {
     BotState.PAUSED: "warn",
     BotState.STOPPED: "muted",
     BotState.ERROR: "error",
+    BotState.CIRCUIT_TRIPPED: "error",
 }
 
 
@@ -87,6 +88,8 @@ def bot_cells(table: StyledTable, r: BotRunner, order: Order | None = None) -> t
     state = rec.state.value
     if r.exit_requested is not None and r.long:
         state = "stopping"  # stopped, its position closes at the next candle's open
+    elif rec.state is BotState.CIRCUIT_TRIPPED:
+        state = "tripped"  # a breaker covering it tripped ("circuit_tripped" does not fit the column)
     if r.long:
         avg = r.book.avg_entry_price
         position = f"{fmt.qty(r.book.position_qty)} @ {fmt.price(avg) if avg is not None else '-'}"

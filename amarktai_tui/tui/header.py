@@ -1,4 +1,4 @@
-"""The header line: mode badge, data source, account equity, today's PnL and the engine clock.
+"""The header line: mode badge, HALTED badge, data source, equity, today's PnL, trips, engine clock.
 
 One widget drawing one line of styled text (colours from the ``header--*``
 component classes, i.e. from the theme), so a redraw never needs a layout pass.
@@ -14,6 +14,7 @@ from textual.widgets import Static
 from amarktai_tui.domain.enums import TradingMode
 from amarktai_tui.engine.engine import TradingEngine
 from amarktai_tui.market.base import FeedState, FeedStatus
+from amarktai_tui.risk.breakers import Breaker
 from amarktai_tui.tui import fmt
 
 
@@ -43,6 +44,8 @@ class AppHeader(Static):
         "header--equity",
         "header--up",
         "header--down",
+        "header--halted",
+        "header--tripped",
     }
     DEFAULT_CSS = """
     AppHeader { height: 1; dock: top; width: 1fr; }
@@ -79,6 +82,9 @@ class AppHeader(Static):
         left.append(" amarktai ", style("header--title"))
         live = engine is not None and engine.mode is TradingMode.LIVE
         left.append(" LIVE " if live else " PAPER ", style("header--live" if live else "header--paper"))
+        if engine is not None and (Breaker.HALT, None) in engine.board.active:
+            left.append(" ")
+            left.append(" HALTED ", style("header--halted"))
         left.append("  ")
         if engine is None:
             left.append(problem or "starting...", style("header--problem" if problem else "header--muted"))
@@ -93,6 +99,9 @@ class AppHeader(Static):
         left.append("   Today ", style("header--muted"))
         kind = fmt.pnl_class(today)
         left.append(fmt.money(today, signed=True), style(f"header--{kind}") if kind != "flat" else "")
+        tripped = sum(1 for breaker, _ in engine.board.active if breaker is not Breaker.HALT)
+        if tripped:
+            left.append(f"   {tripped} breaker{'s' if tripped > 1 else ''} tripped", style("header--tripped"))
         clock = Text(f"{fmt.ts(engine.now_ms)} UTC " if engine.now_ms else "- ", style("header--muted"))
         gap = max(self.size.width - left.cell_len - clock.cell_len, 1)
         return left + Text(" " * gap) + clock

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from amarktai_tui.domain.types import Candle
 from amarktai_tui.engine.events import (
     BotCreated,
     BotStateChanged,
+    BreakerReset,
+    BreakerTripped,
     EngineStopped,
     EngineTick,
     EquitySampled,
@@ -29,7 +32,9 @@ from amarktai_tui.engine.events import (
     OrderRejected,
     OrderSubmitted,
 )
+from amarktai_tui.ledger.reader import TripResetRow, TripRow, breaker_trips
 from amarktai_tui.ledger.schema import connect_readonly
+from amarktai_tui.risk.breakers import Trip
 
 CANDLE_HISTORY = 300
 """Candles kept per (pair, timeframe) for the bot charts."""
@@ -37,6 +42,8 @@ SPARK_POINTS = 120
 """Equity samples kept per bot for the sparklines."""
 EQUITY_POINTS = 50_000
 """Account equity samples kept for the equity curve."""
+TRIP_HISTORY = 500
+"""Breaker trips kept for the trip history (the newest)."""
 
 
 class EngineModel:
@@ -55,12 +62,18 @@ class EngineModel:
         """EngineStopped's reason once the run has ended."""
         self.alerts: deque[str] = deque(maxlen=20)
         """Messages for the user (a bot went to ERROR); the app pops and shows them."""
+        self.trips: dict[int, TripRow] = {}
+        """Breaker trips by id with their resets: the ledger's (read at start-up), then live ones."""
+        self.trips_version = 0
+        """Bumped when ``trips`` changed (a trip, a reset, the ledger's history loaded)."""
         self._unsubscribe: list[Callable[[], None]] = [
             bus.subscribe(EngineTick, self._on_tick),
             bus.subscribe(EquitySampled, self._on_equity),
             bus.subscribe(OrderRejected, self._on_rejected),
             bus.subscribe(EngineStopped, self._on_stopped),
             bus.subscribe(BotStateChanged, self._on_state),
+            bus.subscribe(BreakerTripped, self._on_trip),
+            bus.subscribe(BreakerReset, self._on_reset),
         ]
         for kind in (BotCreated, OrderSubmitted, OrderFilled, FeedStatusChanged):
             self._unsubscribe.append(bus.subscribe(kind, self._bump))
@@ -103,6 +116,21 @@ class EngineModel:
         self.stopped = event.reason or "stopped"
         self.version += 1
 
+    def _on_trip(self, event: BreakerTripped) -> None:
+        self._add_trip(_trip_row(event.trip, event.bot_name))
+
+    def _on_reset(self, event: BreakerReset) -> None:
+        t = event.trip
+        row = self.trips.get(t.id) or _trip_row(t, None)  # None: older than the history kept
+        self._add_trip(replace(row, reset=TripResetRow(0, t.id, event.ts, event.actor, event.reason)))
+
+    def _add_trip(self, row: TripRow) -> None:
+        self.trips[row.id] = row
+        while len(self.trips) > TRIP_HISTORY:
+            del self.trips[min(self.trips)]
+        self.trips_version += 1
+        self.version += 1
+
     def _spark(self, bot_id: int) -> deque[float]:
         d = self.bot_equity.get(bot_id)
         if d is None:
@@ -111,12 +139,15 @@ class EngineModel:
 
     # -- history from the ledger (once, before the run) ---------------------------
     def load_history(self, db: Path) -> None:
-        """Equity snapshots of earlier runs from the ledger (read-only connection); no-op without a ledger."""
+        """Equity snapshots and breaker trips of earlier runs from the ledger (read-only); no-op without one."""
         try:
             conn = connect_readonly(str(db))
         except (FileNotFoundError, sqlite3.Error):
             return
         try:
+            for row in reversed(breaker_trips(conn, TRIP_HISTORY)):  # oldest first
+                self.trips.setdefault(row.id, row)  # a live event already seen is newer
+            self.trips_version += 1
             rows = conn.execute(
                 "SELECT ts, equity FROM equity_snapshots WHERE bot_id IS NULL ORDER BY ts, id"
             ).fetchall()
@@ -136,3 +167,20 @@ class EngineModel:
         finally:
             conn.close()
         self.version += 1
+
+
+def _trip_row(trip: Trip, bot: str | None) -> TripRow:
+    """A live trip as the ledger reader's row (not reset yet)."""
+    return TripRow(
+        trip.id,
+        trip.ts,
+        trip.scope.value,
+        trip.bot_id,
+        bot,
+        trip.breaker.value,
+        trip.threshold,
+        trip.value,
+        trip.cause,
+        trip.message,
+        None,
+    )
