@@ -1,6 +1,6 @@
 """Replay throughput: N bots over real 5m candles through the whole path into SQLite.
 
-Usage: python bench/replay_throughput.py [--bots 1,10,45] [--data PATH]
+Usage: python bench/replay_throughput.py [--bots 1,10,45] [--data PATH] [--risk default|wide]
 
 Reports, for each bot count, bot-candles/s end to end (feed -> strategies ->
 paper broker -> ledger, a real SQLite file) and its ratio to a floor
@@ -23,7 +23,7 @@ from collections import deque
 from decimal import Decimal
 from pathlib import Path
 
-from amarktai_tui.config import BotSettings, Settings
+from amarktai_tui.config import BotSettings, RiskSettings, Settings
 from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.ledger.schema import configure, migrate
 from amarktai_tui.market import load_candles
@@ -37,6 +37,21 @@ STRATS = [
     ("donchian_breakout", {}),
     ("sma_cross", {"fast": 20, "slow": 50, "kind": "ema"}),
 ]
+
+
+# "default": the [risk] defaults (breakers trip, bots stop opening: fewer fills);
+# "wide": breakers opened wide, so every bot trades the whole file through every gate
+RISK = {
+    "default": RiskSettings(),
+    "wide": RiskSettings(
+        max_consecutive_losses=10**6,
+        bot_max_drawdown=Decimal("0.99"),
+        account_max_drawdown=Decimal("0.99"),
+        account_daily_loss=Decimal("0.99"),
+        bot_trades_per_day=10**6,
+        account_trades_per_day=10**6,
+    ),
+}
 
 
 def bots(n: int) -> list[BotSettings]:
@@ -85,8 +100,8 @@ def floor_sma_cross(closes: list[float], fast: int = 10, slow: int = 30) -> tupl
     return time.perf_counter() - t0, signals
 
 
-async def engine_run(n: int, data: Path, workdir: Path) -> dict[str, float]:
-    settings = Settings(bots=bots(n))
+async def engine_run(n: int, data: Path, workdir: Path, risk: str = "default") -> dict[str, float]:
+    settings = Settings(bots=bots(n), risk=RISK[risk])
     t0 = time.perf_counter()
     engine, feed = await open_engine(settings, workdir, ReplayArgs([str(data)], speed=0.0, until_end=True))
     t1 = time.perf_counter()
@@ -161,6 +176,9 @@ def main() -> None:
     ap.add_argument("--bots", default="1,10,45")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--risk", choices=sorted(RISK), default="default", help="breakers at defaults or opened wide"
+    )
     args = ap.parse_args()
     candles = load_candles(str(args.data))
     closes = [c.close for c in candles]
@@ -169,7 +187,7 @@ def main() -> None:
     results = []
     for n in (int(x) for x in args.bots.split(",")):
         with tempfile.TemporaryDirectory() as d:
-            r = asyncio.run(engine_run(n, args.data, Path(d)))
+            r = asyncio.run(engine_run(n, args.data, Path(d), args.risk))
         r["bot_candles_per_s"] = r["bots"] * len(candles) / r["run_s"]
         r["ratio_to_floor"] = r["bot_candles_per_s"] / floor_rate
         r["fills_per_s"] = r["fills"] / r["run_s"]
