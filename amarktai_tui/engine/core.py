@@ -422,24 +422,34 @@ class EngineCore:
             fraction = kelly_fraction(
                 trades=st.trades, wins=st.wins, gross_win=st.gross_win, gross_loss=st.gross_loss
             ).fraction
+        # Binary floats here: the caps bind on a notional that sizing then divides by
+        # (1 + fee + slippage + 1% buffer), far more than float rounding can move it.
         base = split_pair(rec.pair)[0]
-        asset = exch = Decimal(0)
+        px = float(price)
+        last = self._last_close
+        asset = exch = equity = 0.0
         exchanges = set()
-        # open positions at this candle's close, plus buys on their way (in flight, queued, unsent)
-        exposures = [
-            (r.rec.pair, r.rec.exchange, r.book.position_qty) for r in self.runners.values() if r.long
-        ]
-        exposures += [(o.pair, o.exchange, o.quantity) for o in self._inflight.values() if o.side is Side.BUY]
-        exposures += [
+        for r in self.runners.values():
+            exchanges.add(r.rec.exchange)
+            if not r.long:
+                equity += r.flat_f
+                continue
+            mark = px if r.rec.pair == rec.pair else (r.mark or 0.0)  # later bots still hold the last close
+            equity += r.equity_f(mark)
+            notional = r.qty_f * mark
+            if split_pair(r.rec.pair)[0] == base:
+                asset += notional
+            if r.rec.exchange == rec.exchange:
+                exch += notional
+        # buys on their way (in flight, queued by the staggerer, not yet sent) count too
+        pending = [(o.pair, o.exchange, o.quantity) for o in self._inflight.values() if o.side is Side.BUY]
+        pending += [
             (it.pair, it.exchange, it.quantity)
             for it in itertools.chain(self._held.values(), self._intents)
             if it.side is Side.BUY
         ]
-        for r in self.runners.values():
-            exchanges.add(r.rec.exchange)
-        for pair, exchange, qty in exposures:
-            last = self._last_close.get(pair)
-            notional = qty * (price if pair == rec.pair else to_decimal(last) if last else Decimal(0))
+        for pair, exchange, qty in pending:
+            notional = float(qty) * (px if pair == rec.pair else last.get(pair, 0.0))
             if split_pair(pair)[0] == base:
                 asset += notional
             if exchange == rec.exchange:
@@ -455,20 +465,9 @@ class EngineCore:
             qty_step=rules.amount_step,
             min_notional=rules.min_notional,
             fraction=fraction,
-            exposure=Exposure(self._equity_at(rec.pair, price), asset, exch, len(exchanges)),
+            exposure=Exposure(to_decimal(equity), to_decimal(asset), to_decimal(exch), len(exchanges)),
             caps=self.risk.caps,
         )
-
-    def _equity_at(self, pair: str, price: Decimal) -> Decimal:
-        """Account equity with every position in ``pair`` marked at ``price`` (bots later in this
-        candle's loop still hold the previous close as their mark)."""
-        total = Decimal(0)
-        for r in self.runners.values():
-            if r.long and r.rec.pair == pair:
-                total += r.funding + r.stats.realised + r.book.unrealised(price)
-            else:
-                total += r.equity()
-        return total
 
     def _cost_model(self, exchange: str, pair: str) -> CostModel:
         key = (exchange, pair)
