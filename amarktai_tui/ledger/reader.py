@@ -11,6 +11,7 @@ table, row id and column.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -439,3 +440,61 @@ def max_trip_id(conn: sqlite3.Connection) -> int:
     if not _has_table(conn, "breaker_trips"):
         return 0
     return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM breaker_trips").fetchone()[0])
+
+
+# -- risk refusals (schema v2) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalRow:
+    """An order a risk gate refused (an ``orders`` row with ``gate != ''``), with its bot's name.
+
+    ``created_ts``: the decision candle's close; ``updated_ts``: when it was refused (the
+    engine's clock, the time the live refusals carry); both ms UTC. ``figures``: what the
+    gate compared, as strings (``{"edge_bps": "4.2", "cost_bps": "30"}``).
+    """
+
+    id: int
+    created_ts: int
+    updated_ts: int
+    bot_id: int
+    bot: str
+    side: str
+    gate: str
+    reject_reason: str
+    figures: dict[str, str]
+
+
+def _figures(text: Any, row_id: int) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise LedgerDataError(f"orders id={row_id} figures_json: expected a JSON object, found {text!r}")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def refusals(conn: sqlite3.Connection, limit: int = 200) -> list[RefusalRow]:
+    """The latest refused orders (``gate != ''``), newest first (by id); at most ``limit`` rows.
+
+    A ledger older than schema v2 (no ``gate`` column) has none: []. Raises
+    LedgerDataError when a ``figures_json`` is not a JSON object.
+    """
+    cols = {str(r[1]) for r in conn.execute("PRAGMA table_info(orders)")}
+    if "gate" not in cols:
+        return []
+    rows = conn.execute(
+        "SELECT o.id, o.created_ts, o.updated_ts, o.bot_id, b.name, o.side, o.gate, o.reject_reason,"
+        " o.figures_json FROM orders o LEFT JOIN bots b ON b.id = o.bot_id"
+        " WHERE o.gate != '' ORDER BY o.id DESC LIMIT ?",
+        (max(0, limit),),
+    )
+    out: list[RefusalRow] = []
+    for r in rows:
+        i, bot_id = int(r[0]), int(r[3])
+        name = str(bot_id) if r[4] is None else str(r[4])
+        out.append(RefusalRow(i, int(r[1]), int(r[2]), bot_id, name, r[5], r[6], r[7], _figures(r[8], i)))
+    return out

@@ -3,7 +3,8 @@
 The engine runs in the ``engine`` worker; bus events reach ``EngineModel``
 (cheap appends), and a timer at ``settings.ui.refresh_rate`` Hz redraws the
 header and the visible pane when something changed. Commands (pause, resume,
-stop, pause all, resume all, emergency stop) run as ``commands`` workers; one
+stop, pause all, resume all, emergency stop, applying a capital allocation) run as
+``commands`` workers; one
 ``Worker.StateChanged`` handler turns any worker error into a message.
 """
 
@@ -40,6 +41,7 @@ from amarktai_tui.tui.header import AppHeader
 from amarktai_tui.tui.model import EngineModel
 from amarktai_tui.tui.palette import BotCommands
 from amarktai_tui.tui.profits_pane import ProfitsPane
+from amarktai_tui.tui.screens.allocation import AllocationScreen
 from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import NewBotScreen
@@ -69,6 +71,7 @@ class AmarktaiApp(App[None]):
         Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
         Binding("H", "halt", "Emergency stop", id="app.halt", key_display="H"),
         Binding("U", "resume_trading", "Resume trading", id="app.resume", key_display="U"),
+        Binding("A", "allocate", "Allocate", id="app.allocate", key_display="A"),
     ]
 
     def __init__(
@@ -180,6 +183,8 @@ class AmarktaiApp(App[None]):
             self.engine = engine
             control = await serve_control(engine, socket_path(self.data_dir))  # `amarktai halt` etc.
             self.model.load_history(db_path(self.data_dir))
+            # refusals of earlier runs, read before this run writes any (the tape shows them first)
+            self.query_one(BreakersPane).load_refusals(str(engine.store.path))
             run = asyncio.create_task(engine.run(feed), name="engine.run")
             try:
                 await asyncio.shield(run)  # a cancelled worker (app exit) still stops the engine cleanly
@@ -316,7 +321,8 @@ class AmarktaiApp(App[None]):
         self.notify(f"bot {self.engine.runners[bot_id].rec.name} created")
 
     # -- breakers: reset, emergency stop, resume ------------------------------------
-    def _scope_name(self, bot_id: int | None) -> str:
+    def scope_name(self, bot_id: int | None) -> str:
+        """A bot's name, or "the account" for None (how the breaker messages name a scope)."""
         if bot_id is None:
             return "the account"
         runner = self.engine.runners.get(bot_id) if self.engine is not None else None
@@ -324,14 +330,21 @@ class AmarktaiApp(App[None]):
 
     @on(BreakersPane.ResetAsked)
     def _on_reset_asked(self, message: BreakersPane.ResetAsked) -> None:
-        if message.breaker is Breaker.HALT:
+        self.reset_breaker(message.breaker, message.bot_id)
+
+    def reset_breaker(self, breaker: Breaker, bot_id: int | None) -> None:
+        """Open the reset modal for the trip of ``breaker`` on ``bot_id`` (None: the account).
+
+        The emergency stop (``Breaker.HALT``) opens the resume modal instead.
+        """
+        if breaker is Breaker.HALT:
             self.action_resume_trading()
             return
         engine = self._live_engine()
         if engine is None:
             return
-        rule, who = rule_name(message.breaker), self._scope_name(message.bot_id)
-        trip = engine.board.active.get((message.breaker, message.bot_id))
+        rule, who = rule_name(breaker), self.scope_name(bot_id)
+        trip = engine.board.active.get((breaker, bot_id))
         if trip is None:
             self.notify(f"{rule} on {who} is not tripped: nothing to reset", severity="warning")
             return
@@ -424,6 +437,23 @@ class AmarktaiApp(App[None]):
             lambda result: self._reset_done(result, "emergency stop", "trading resumed"),
         )
 
+    # -- capital allocation -----------------------------------------------------------
+    def action_allocate(self) -> None:
+        """Preview what the allocator would move now; apply it (a command worker) if the user says so."""
+        engine = self._live_engine()
+        if engine is None:
+            return
+        plan = engine.allocation_plan()
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._command(
+                    lambda: engine.apply_allocation(plan, actor="user"),
+                    lambda done: f"{len(done)} bot{'' if len(done) == 1 else 's'} re-allocated",
+                )
+
+        self.push_screen(AllocationScreen(plan, engine.allocator), confirmed)
+
     @on(BotsPane.BotAction)
     def _on_bot_action(self, message: BotsPane.BotAction) -> None:
         self.bot_action(message.action, message.bot_id)
@@ -495,6 +525,7 @@ def _all_bindings() -> list[Binding]:
         BotDetailScreen,
         ConfirmScreen,
         ResetBreakerScreen,
+        AllocationScreen,
     ):
         out.extend(b for b in cls.BINDINGS if isinstance(b, Binding))
     return out

@@ -3,11 +3,14 @@
 Redrawn by the app's timer like the other panes, and only the parts whose
 inputs changed: the readings table touches changed cells only, the trip
 history follows ``EngineModel.trips_version``, the refusals are appended to a
-tape. With 45 bots the readings table holds 3 + 135 rows.
+tape: first those of earlier runs (read from the ledger once, before the
+engine runs: ``load_refusals``), then the live ones. With 45 bots the readings
+table holds 3 + 135 rows.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import ClassVar, cast
@@ -21,7 +24,8 @@ from textual.widgets import Label
 
 from amarktai_tui.engine.core import RefusalEntry
 from amarktai_tui.engine.engine import TradingEngine
-from amarktai_tui.ledger.reader import TripRow
+from amarktai_tui.ledger.reader import LedgerDataError, TripRow, refusals
+from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.risk.breakers import Breaker, Reading
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import StyledTable
@@ -148,6 +152,8 @@ class BreakersPane(Vertical):
         self._history_version = -1
         self._last_refusal: RefusalEntry | None = None
         self._refusals_drawn = False
+        self._past: list[tuple[int, str, str, str, Mapping[str, str]]] = []
+        """Refusals of earlier runs, oldest first: (ms UTC, bot, gate, reason, figures)."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="breakers-top"):
@@ -192,8 +198,28 @@ class BreakersPane(Vertical):
         if model.trips_version != self._history_version:
             self._show_history(model, names)
             self._history_version = model.trips_version
-        if engine.refusals and engine.refusals[-1] is not self._last_refusal:
+        if (engine.refusals and engine.refusals[-1] is not self._last_refusal) or (
+            self._past and not self._refusals_drawn
+        ):
             self._show_refusals(engine)
+
+    def load_refusals(self, db: str) -> None:
+        """Read the refusals of earlier runs from the ledger at ``db`` (read-only; call it once, before the run).
+
+        ``engine.refusals`` holds this run's only; these go above them on the tape.
+        No ledger, or one that cannot be read, leaves the tape to the live refusals.
+        """
+        try:
+            conn = connect_readonly(db)
+        except (FileNotFoundError, sqlite3.Error):
+            return
+        try:
+            rows = refusals(conn, REFUSALS_SHOWN)
+        except (sqlite3.Error, LedgerDataError):
+            return
+        finally:
+            conn.close()
+        self._past = [(r.updated_ts, r.bot, r.gate, r.reject_reason, r.figures) for r in reversed(rows)]
 
     def _show_readings(self, engine: TradingEngine, names: dict[int, str]) -> None:
         table = self.query_one("#breakers-table", StyledTable)
@@ -320,11 +346,13 @@ class BreakersPane(Vertical):
         )
 
     def _show_refusals(self, engine: TradingEngine) -> None:
-        """Append the refusals made since the last frame (all the engine keeps on the first frame).
+        """Append the refusals made since the last frame.
 
-        Later frames draw at most ``REFUSALS_PER_FRAME``: in a refusal storm (many bots
-        tripped at full replay speed) drawing every row of every frame would cost more
-        than the rest of the pane; the tape then restarts with the newest rows.
+        The first frame draws the earlier runs' refusals from the ledger, then all the
+        engine keeps (at most ``REFUSALS_SHOWN`` in all, the newest). Later frames draw
+        at most ``REFUSALS_PER_FRAME``: in a refusal storm (many bots tripped at full
+        replay speed) drawing every row of every frame would cost more than the rest of
+        the pane; the tape then restarts with the newest rows.
         """
         tape = self.query_one("#refusals-tape", Tape)
         new: list[RefusalEntry] = []
@@ -332,21 +360,24 @@ class BreakersPane(Vertical):
             if entry is self._last_refusal:
                 break
             new.append(entry)
-        self._last_refusal = engine.refusals[-1]
-        cap = REFUSALS_SHOWN if not self._refusals_drawn else REFUSALS_PER_FRAME
-        if not self._refusals_drawn or len(new) > cap:
+        self._last_refusal = engine.refusals[-1] if engine.refusals else None
+        rows = [(ts, bot, r.gate.value, r.reason, r.figures) for ts, bot, _intent, r in reversed(new)]
+        if not self._refusals_drawn:
             tape.clear()
-            del new[cap:]
+            rows = (self._past + rows)[-REFUSALS_SHOWN:]
+        elif len(rows) > REFUSALS_PER_FRAME:
+            tape.clear()
+            rows = rows[-REFUSALS_PER_FRAME:]
         self._refusals_drawn = True
         tape.add_rows(
             (
                 fmt.ts(ts),
                 bot,
-                tape.cell(refusal.gate.value, "warn"),
-                refusal.reason,
-                tape.cell(figures_text(refusal.figures), "muted"),
+                tape.cell(gate, "warn"),
+                reason,
+                tape.cell(figures_text(figures), "muted"),
             )
-            for ts, bot, _intent, refusal in reversed(new)
+            for ts, bot, gate, reason, figures in rows
         )
 
     def invalidate(self) -> None:

@@ -1,4 +1,9 @@
-"""Command palette provider: bot commands (pause/resume/stop/details <bot>, pause all, resume all, new bot)."""
+"""Command palette provider: the engine's commands.
+
+Pause/resume/stop/details <bot>, pause all, resume all, new bot, emergency
+stop or resume trading (whichever applies), allocate capital, and a reset
+for each tripped breaker.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from typing import TYPE_CHECKING, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from amarktai_tui.domain.enums import BotState
+from amarktai_tui.risk.breakers import Breaker
+from amarktai_tui.tui import fmt
+from amarktai_tui.tui.breakers_pane import rule_name
 
 if TYPE_CHECKING:
     from amarktai_tui.tui.app import AmarktaiApp
@@ -33,6 +41,42 @@ class BotCommands(Provider):
             ("Resume all bots", app.action_resume_all, "Resume every paused bot"),
             ("New bot", app.action_new_bot, "Open the new-bot form"),
         ]
+        halt = engine.board.active.get((Breaker.HALT, None))
+        if halt is None:
+            out.append(
+                (
+                    "Emergency stop: halt all trading",
+                    app.action_halt,
+                    "No bot opens anything new; exits keep working (asks first)",
+                )
+            )
+        else:
+            out.append(
+                (
+                    "Resume trading after the emergency stop",
+                    app.action_resume_trading,
+                    f"Halted {fmt.ts(halt.ts)} UTC (asks for a reason)",
+                )
+            )
+        out.append(
+            (
+                "Allocate capital",
+                app.action_allocate,
+                "Preview what the allocator would move between bots; apply with y",
+            )
+        )
+        trips = sorted(engine.board.active.values(), key=lambda t: t.id)
+        for trip in trips:
+            if trip.breaker is Breaker.HALT:
+                continue
+            who = app.scope_name(trip.bot_id)
+            out.append(
+                (
+                    f"Reset breaker {rule_name(trip.breaker)} on {who}",
+                    partial(app.reset_breaker, trip.breaker, trip.bot_id),
+                    f"Trip {trip.id}, {fmt.ts(trip.ts)} UTC: {trip.message} (asks for a reason)",
+                )
+            )
         for runner in sorted(engine.runners.values(), key=lambda r: r.rec.name):
             name, state, bot_id = runner.rec.name, runner.rec.state, runner.rec.id
             if state is BotState.RUNNING:
