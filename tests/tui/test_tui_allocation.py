@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, RichLog, Static
-from tui_helpers import SIZE, commands_done, replay_done
+from tui_helpers import SIZE, commands_done, replay_done, spy_notify
 
 from amarktai_tui.config import AllocatorConfig, Settings, load_settings
 from amarktai_tui.ledger import reader
@@ -40,18 +40,6 @@ def allocating_app(make_app: MakeApp, settings: Settings) -> AmarktaiApp:
     """The shared settings (breakers wide open) with bots ranked after 3 closed trades."""
     settings.allocator = AllocatorConfig(min_trades=3)
     return make_app(settings_=settings)
-
-
-def spy_notify(app: AmarktaiApp) -> list[str]:
-    messages: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        messages.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return messages
 
 
 def ledger_rows(app: AmarktaiApp, sql: str) -> list[Any]:

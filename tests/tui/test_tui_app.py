@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, Static
-from tui_helpers import SIZE, commands_done, replay_done, workers_done
+from tui_helpers import SIZE, commands_done, replay_done, spy_notify, workers_done
 
 from amarktai_tui.domain.enums import BotState, Side
 from amarktai_tui.engine.engine import TradingEngine
@@ -49,19 +49,6 @@ def next_events(
     unsubscribe = bus.subscribe(kind, handler)
     fut.add_done_callback(lambda _: unsubscribe())
     return fut
-
-
-def spy_notify(app: AmarktaiApp) -> list[str]:
-    """Record every notification message the app shows."""
-    messages: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        messages.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return messages
 
 
 def cell(table: DataTable[Any], bot_id: int, column: str) -> str:

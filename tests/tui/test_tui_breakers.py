@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.widgets import DataTable, RichLog, Static
-from tui_helpers import SIZE, commands_done, replay_done, workers_done
+from tui_helpers import SIZE, commands_done, replay_done, spy_notify, workers_done
 
 from amarktai_tui.config import load_settings
 from amarktai_tui.domain.enums import BotState
@@ -45,18 +45,6 @@ def next_event(bus: EventBus, kind: type[Event]) -> asyncio.Future[Event]:
     unsubscribe = bus.subscribe(kind, handler)
     fut.add_done_callback(lambda _: unsubscribe())
     return fut
-
-
-def spy_notify(app: AmarktaiApp) -> list[str]:
-    messages: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        messages.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return messages
 
 
 def cell(app: AmarktaiApp, table_id: str, row: str, column: str) -> str:

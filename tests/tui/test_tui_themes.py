@@ -4,29 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.color import Color
-from tui_helpers import SIZE
+from tui_helpers import SIZE, spy_notify
 
 from amarktai_tui.config import load_settings
 from amarktai_tui.tui.app import AmarktaiApp
 from amarktai_tui.tui.bots_pane import StyledTable
 
 MakeApp = Callable[..., AmarktaiApp]
-
-
-def spy_notify(app: AmarktaiApp) -> list[str]:
-    messages: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        messages.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return messages
 
 
 async def test_theme_comes_from_config_and_switches_at_run_time(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -32,3 +33,16 @@ async def workers_done(app: AmarktaiApp, group: str) -> None:
     workers = [w for w in app.workers if w.group == group]
     if workers:  # wait_for_complete([]) would wait for every worker, the engine's included
         await app.workers.wait_for_complete(workers)
+
+
+def spy_notify(app: AmarktaiApp) -> list[str]:
+    """Record every notification message the app shows (it still shows them)."""
+    messages: list[str] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        messages.append(message)
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return messages
