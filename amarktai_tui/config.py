@@ -203,6 +203,32 @@ class AllocatorConfig(_Section):
         return self
 
 
+class ExchangeSettings(_Section):
+    """One exchange's connection settings (``[exchanges.binance]``, ...)."""
+
+    sandbox: bool = False
+    """Use the exchange's testnet (ccxt ``set_sandbox_mode``) where it has one."""
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
+    """Replace the scheme and host of every API URL (a testnet, a proxy, a loopback test server)."""
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    """Seconds before a request counts as timed out (an order in flight then becomes 'unknown')."""
+    breaker_failures: int = Field(default=5, ge=1)
+    """Consecutive failed calls that open the exchange's API circuit breaker."""
+    breaker_cooldown_s: float = Field(default=60.0, gt=0)
+    """Seconds the API breaker stays open before one probe call is let through."""
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    """How often open and unknown orders are looked up (exchanges without a websocket)."""
+
+
+class KeysSettings(_Section):
+    """Where API secrets live: the OS keyring (service name ``amarktai``)."""
+
+    backend: Literal["auto", "cryptfile"] = "auto"
+    """``auto``: the OS keyring (Secret Service, macOS Keychain, Windows Credential Locker) or
+    ``$PYTHON_KEYRING_BACKEND``; ``cryptfile``: an encrypted file (keyrings.cryptfile) in the
+    data dir, unlocked with ``$AMARKTAI_KEYRING_PASSPHRASE`` (for headless servers)."""
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with ``load_settings``."""
 
@@ -221,6 +247,12 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     allocator: AllocatorConfig = Field(default_factory=AllocatorConfig)
+    exchanges: dict[ExchangeId, ExchangeSettings] = Field(default_factory=dict)
+    keys: KeysSettings = Field(default_factory=KeysSettings)
+
+    def exchange(self, exchange_id: str) -> ExchangeSettings:
+        """``[exchanges.<id>]``, or the defaults when the section is absent."""
+        return self.exchanges.get(exchange_id) or ExchangeSettings()
 
     @model_validator(mode="after")
     def _bots(self) -> Settings:

@@ -59,6 +59,9 @@ class ExchangeInfo:
     min_gap_s: float = 3.0
     symbol_aliases: tuple[tuple[str, str], ...] = ()  # (ours, theirs), e.g. ("BTC", "XBT")
     spread_bps: Decimal = Decimal(5)  # typical spread estimate (bps) for the fee gate
+    coid_param: str = "clientOrderId"  # the exchange's own name for the client order id
+    coid_max_len: int = 36
+    market_buy_in_quote: bool = False  # a market buy's amount is quote currency (Luno's counter_volume)
 
     def fee_rate(self, pair: str, *, maker: bool) -> Decimal:
         """Fee fraction for ``pair`` (``BASE/QUOTE``) as maker or taker."""
@@ -80,6 +83,9 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         min_gap_s=10.0,
         symbol_aliases=(("BTC", "XBT"),),
         spread_bps=Decimal(10),
+        coid_param="client_order_id",  # luno.com/en/developers/api: PostLimitOrder/PostMarketOrder
+        coid_max_len=255,
+        market_buy_in_quote=True,
     ),
     "binance": ExchangeInfo(
         id="binance",
@@ -91,6 +97,8 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         max_in_flight=5,
         min_gap_s=2.0,
         spread_bps=Decimal(1),
+        coid_param="newClientOrderId",  # developers.binance.com spot POST /api/v3/order: <= 36 chars
+        coid_max_len=36,
     ),
     "kucoin": ExchangeInfo(
         id="kucoin",
@@ -102,6 +110,8 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         max_in_flight=3,
         min_gap_s=3.0,
         spread_bps=Decimal(2),
+        coid_param="clientOid",  # kucoin.com/docs spot HF orders: clientOid <= 40 chars
+        coid_max_len=40,
     ),
     "valr": ExchangeInfo(
         id="valr",
@@ -115,6 +125,8 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         max_in_flight=2,
         min_gap_s=8.0,
         spread_bps=Decimal(8),
+        coid_param="customerOrderId",  # docs.valr.com v2 orders: customerOrderId <= 50 chars
+        coid_max_len=50,
     ),
     "ovex": ExchangeInfo(
         id="ovex",

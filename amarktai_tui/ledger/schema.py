@@ -162,7 +162,33 @@ CREATE TRIGGER breaker_resets_no_delete BEFORE DELETE ON breaker_resets
 BEGIN SELECT RAISE(ABORT, 'breaker_resets are append-only'); END;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+_V3 = """
+-- issue 4: API keys (status only: secrets live in the OS keyring, never here),
+-- live-order reconciliation reports
+CREATE TABLE api_keys (
+    provider     TEXT PRIMARY KEY,                     -- vault provider id (binance, openai, ...)
+    status       TEXT NOT NULL CHECK (status IN
+                   ('not_configured', 'saved_untested', 'test_ok', 'test_failed')),
+    saved_ts     INTEGER,                              -- ms UTC of the last `keys set`
+    tested_ts    INTEGER,                              -- ms UTC of the last `keys test`
+    reason       TEXT NOT NULL DEFAULT '',             -- why the last test failed (one line)
+    can_withdraw INTEGER,                              -- 1/0 from the exchange, NULL = unknown
+    updated_ts   INTEGER NOT NULL
+);
+
+CREATE TABLE reconciliations (
+    id        INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,
+    exchange  TEXT NOT NULL,
+    ok        INTEGER NOT NULL,                        -- 1 = clean, 0 = failed or drift found
+    resolved  INTEGER NOT NULL DEFAULT 0,              -- pending/open orders resolved
+    recovered INTEGER NOT NULL DEFAULT 0,              -- fills fetched that the ledger lacked
+    details   TEXT NOT NULL DEFAULT ''                 -- JSON: per-order outcomes, balance drift, error
+);
+CREATE INDEX reconciliations_ts ON reconciliations(exchange, ts);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,1 @@
+"""Adapters for platforms ccxt does not ship: ccxt.async_support.Exchange subclasses."""
