@@ -40,11 +40,13 @@ from amarktai_tui.engine.events import (
     OrderRejected,
     OrderSubmitted,
 )
+from amarktai_tui.engine.reconcile import reconcile_live
 from amarktai_tui.engine.risk_state import gauges_json, restore_risk
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.engine.snapshots import snapshot_rows
 from amarktai_tui.engine.spec import BotSpec, record_of
-from amarktai_tui.exchanges.base import BrokerUpdate
+from amarktai_tui.exchanges.base import Broker, BrokerUpdate
+from amarktai_tui.exchanges.live import CcxtBroker
 from amarktai_tui.exchanges.markets import market_rules
 from amarktai_tui.exchanges.paper import PaperBroker, to_decimal
 from amarktai_tui.exchanges.registry import EXCHANGES, exchange_info
@@ -87,7 +89,7 @@ class EngineCore:
     def __init__(
         self,
         store: LedgerStore,
-        broker: PaperBroker,
+        broker: Broker,
         *,
         bus: EventBus | None = None,
         quote_currency: str = "USDT",
@@ -168,7 +170,11 @@ class EngineCore:
         await restore_risk(self, state, await self.store.load_fills())
         for runner in self.runners.values():
             self.broker.set_balance(runner.rec.id, runner.cash, runner.book.position_qty)
-        await self._resume_orders()
+        if isinstance(self.broker, PaperBroker):
+            await self._resume_orders()
+        elif isinstance(self.broker, CcxtBroker):  # live: pending/open orders resolved before any bot trades
+            self.broker.start_tracking()
+            await reconcile_live(self, self.broker)
 
     def _add_runner(self, rec: BotRecord, funding: Decimal) -> BotRunner:
         strategy = make_strategy(rec.strategy, rec.params)
@@ -183,6 +189,11 @@ class EngineCore:
         self.runners[rec.id] = runner
         self._by_stream.setdefault((rec.pair, rec.timeframe), []).append(runner)
         return runner
+
+    def apply_broker_updates(self) -> None:
+        """Apply what a live broker reported on its own (fills, acknowledgements, outcomes)."""
+        for upd in self.broker.drain():
+            self._on_update(upd)
 
     async def _resume_orders(self) -> None:
         """Orders left pending/open by a previous run go back to the broker under the same id."""
@@ -358,12 +369,13 @@ class EngineCore:
 
     def _go(self, it: OrderIntent, at: int) -> None:
         self.pipeline.counter.record_order(it.bot_id, at)
-        if self.broker.external:
+        broker = self.broker
+        if not isinstance(broker, PaperBroker):
             self._intents.append(it)
             return
         order = self._pending_order(it, at)
         self.pipeline.staggerer.begin(it.exchange)
-        upd = self.broker.accept(order)
+        upd = broker.accept(order)
         self.pipeline.staggerer.done(it.exchange)
         self._acknowledged(order, upd)
 
@@ -570,9 +582,8 @@ class EngineCore:
             refusal = self.board.gate(it.bot_id, reduces=False)
             if refusal is not None:
                 self._refuse(it, refusal)
-        if self.broker.external:
-            return  # a live broker's cancels are async: issue 4
         for coid, order in list(self._inflight.items()):
+            # a live broker's cancel is asynchronous: requested here, its outcome comes through drain()
             if order.bot_id in bot_ids and order.side is Side.BUY and self.broker.cancel_now(coid):
                 self._on_update(BrokerUpdate(coid, OrderState.CANCELLED, reason="cancelled: breaker tripped"))
 
@@ -586,7 +597,7 @@ class EngineCore:
         """Gate A's time limit: pending/open orders older than ``pending_ttl_ms`` expire."""
         limit = self.now_ms - self.risk.pending_ttl_ms
         for coid, order in list(self._inflight.items()):
-            if order.created_ts < limit and not self.broker.external and self.broker.cancel_now(coid):
+            if order.created_ts < limit and self.broker.cancel_now(coid):
                 hours = self.risk.pending_ttl_ms / 3_600_000
                 self._on_update(BrokerUpdate(coid, OrderState.EXPIRED, reason=f"expired after {hours:g} h"))
 
@@ -598,15 +609,23 @@ class EngineCore:
             return
         runner = self.runners[order.bot_id]
         now = self.now_ms
+        if upd.fill is not None:  # paper: the whole order; live: one trade of it, maybe partial
+            self._filled(runner, upd.fill)
+        if upd.state is OrderState.PENDING:  # live: its fate is unknown for now and being looked up
+            if upd.reason:
+                self._record_error(runner, "exchange", upd.reason)
+            return
         self.pipeline.known[order.client_order_id] = upd.state
+        xid = upd.exchange_order_id
         if upd.state is OrderState.OPEN:
-            self._batch.order_updates.append((order.client_order_id, OrderState.OPEN, "", now, None))
+            if order.state is not OrderState.OPEN or xid:
+                self._inflight[upd.client_order_id] = replace(order, state=OrderState.OPEN)
+                self._batch.order_updates.append((order.client_order_id, OrderState.OPEN, "", now, xid))
             return
         del self._inflight[upd.client_order_id]
         runner.in_flight = None
-        if upd.state is OrderState.FILLED and upd.fill is not None:
-            self._filled(runner, upd.fill)
-            self._batch.order_updates.append((order.client_order_id, OrderState.FILLED, "", now, None))
+        if upd.state is OrderState.FILLED:
+            self._batch.order_updates.append((order.client_order_id, OrderState.FILLED, "", now, xid))
             if runner.rec.state is BotState.STOPPED:  # stopped while its buy was in flight: close it
                 runner.exit_requested = (
                     (runner.exit_requested or "bot stopped by user") if runner.long else None
@@ -716,6 +735,8 @@ class EngineCore:
         state = self.feed.status().state if self.feed is not None else None
         while True:
             await asyncio.sleep(COMMIT_AFTER_S if not self._held else 0.05)
+            if self.broker.external:
+                self.apply_broker_updates()
             if self.realtime and self._held:
                 self._release_due(max(self.now_ms, self._wall_ms()))
                 if self._intents:

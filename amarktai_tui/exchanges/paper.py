@@ -117,6 +117,10 @@ class PaperBroker:
         self._open[(order.exchange, order.pair)][order.client_order_id] = order
         return BrokerUpdate(order.client_order_id, OrderState.OPEN)
 
+    def drain(self) -> list[BrokerUpdate]:
+        """Paper fills happen on candles (``on_candle``); nothing arrives on its own."""
+        return []
+
     def cancel_now(self, client_order_id: str) -> bool:
         """Synchronous cancel (the engine's paper path): True when the order was open."""
         return any(book.pop(client_order_id, None) is not None for book in self._open.values())

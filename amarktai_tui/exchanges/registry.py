@@ -62,6 +62,8 @@ class ExchangeInfo:
     coid_param: str = "clientOrderId"  # the exchange's own name for the client order id
     coid_max_len: int = 36
     market_buy_in_quote: bool = False  # a market buy's amount is quote currency (Luno's counter_volume)
+    coid_lookup_param: str | None = None  # fetch_order param to find an order by client id (None: scan)
+    trades_order_param: str | None = None  # fetch_my_trades param selecting one order's trades
 
     def fee_rate(self, pair: str, *, maker: bool) -> Decimal:
         """Fee fraction for ``pair`` (``BASE/QUOTE``) as maker or taker."""
@@ -99,6 +101,8 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         spread_bps=Decimal(1),
         coid_param="newClientOrderId",  # developers.binance.com spot POST /api/v3/order: <= 36 chars
         coid_max_len=36,
+        coid_lookup_param="origClientOrderId",  # GET /api/v3/order
+        trades_order_param="orderId",  # GET /api/v3/myTrades
     ),
     "kucoin": ExchangeInfo(
         id="kucoin",
@@ -112,6 +116,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         spread_bps=Decimal(2),
         coid_param="clientOid",  # kucoin.com/docs spot HF orders: clientOid <= 40 chars
         coid_max_len=40,
+        coid_lookup_param="clientOid",  # ccxt kucoin.fetch_order: GET /api/v1/order/client-order/{clientOid}
     ),
     "valr": ExchangeInfo(
         id="valr",
@@ -127,6 +132,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         spread_bps=Decimal(8),
         coid_param="customerOrderId",  # docs.valr.com v2 orders: customerOrderId <= 50 chars
         coid_max_len=50,
+        coid_lookup_param="customerOrderId",  # GET /v1/orders/{pair}/customerorderid/{id}
     ),
     "ovex": ExchangeInfo(
         id="ovex",
@@ -136,6 +142,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         maker_fee=Decimal("0.002"),
         taker_fee=Decimal("0.002"),
         supports_limit=False,
+        coid_lookup_param="clientOrderId",
         max_in_flight=3,
         min_gap_s=5.0,
         spread_bps=Decimal(20),

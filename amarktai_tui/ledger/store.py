@@ -101,6 +101,8 @@ class WriteBatch:
     events: list[tuple[int, int | None, str, Decimal, str, str]] = field(default_factory=list)
     """ledger_events rows: (ts, bot_id or None, kind, amount, currency, note)"""
     capital: dict[int, Decimal] = field(default_factory=dict)  # bot_id -> new capital
+    reconciliations: list[tuple[int, str, bool, int, int, str]] = field(default_factory=list)
+    """reconciliations rows: (ts, exchange, ok, resolved, recovered, details JSON)"""
 
     def __bool__(self) -> bool:
         return bool(
@@ -115,6 +117,7 @@ class WriteBatch:
             or self.kv
             or self.events
             or self.capital
+            or self.reconciliations
         )
 
 
@@ -428,6 +431,11 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
         if b.errors:
             await conn.executemany(
                 "INSERT INTO bot_errors (ts, bot_id, source, message) VALUES (?,?,?,?)", b.errors
+            )
+        if b.reconciliations:
+            await conn.executemany(
+                "INSERT INTO reconciliations (ts, exchange, ok, resolved, recovered, details) VALUES (?,?,?,?,?,?)",
+                [(ts, ex, int(ok), res, rec, det) for ts, ex, ok, res, rec, det in b.reconciliations],
             )
         if b.events:
             await conn.executemany(

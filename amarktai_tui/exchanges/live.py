@@ -1,0 +1,684 @@
+"""CcxtBroker: live orders through ccxt (or our ccxt-style adapters), never lost and never doubled.
+
+The order's life, and the rules that keep the ledger equal to the exchange:
+
+1. The engine writes the order (state ``pending``, with its client order id)
+   and commits before ``submit`` is called (write-ahead). A crash from here
+   on leaves a pending row that reconciliation resolves by that id.
+2. ``submit`` sends ``create_order`` with the client order id under the
+   exchange's own name (Binance ``newClientOrderId``, KuCoin ``clientOid``,
+   Luno ``client_order_id``, VALR ``customerOrderId``; ``registry.ExchangeInfo``).
+   - The exchange answered: ``open`` with its order id; fills follow.
+   - A definite refusal (InsufficientFunds, InvalidOrder, AuthenticationError,
+     PermissionDenied, BadRequest, BadSymbol, AccountSuspended, NotSupported):
+     ``rejected`` with the reason. Never retried.
+   - DuplicateOrderId: the exchange already has it; treated as placed.
+   - Anything else (a timeout, a 5xx, a 429, a malformed or lost response):
+     the order is *unknown*, never failed. It stays ``pending``; the tracker
+     looks it up by client order id. Found: tracked as open. Not found after
+     ``resubmit_grace_s``: sent again with the *same* client order id (so the
+     exchange can refuse a double), at most ``max_sends`` times in all.
+3. The tracker polls open and unknown orders every ``poll_interval_s``
+   (woken at once after a submission). New fills are fetched with
+   ``fetch_my_trades`` and become ``Fill`` rows keyed ``<exchange>:<trade id>``,
+   so each lands in the ledger once whatever the restarts. Fees are as the
+   exchange reports them; a fee charged in the base asset on a buy reduces the
+   quantity received and is recorded at the fill price in the quote currency
+   (so the ledger's position equals the exchange balance and the cost is the
+   quote actually paid).
+4. Reads (lookups, trades, balances) retry with exponential backoff and full
+   jitter (AWS Architecture Blog, "Exponential Backoff and Jitter", 2015);
+   writes are never retried blindly: only the unknown-order rule above.
+5. Every call goes through the exchange's ``ApiBreaker``: while it is open no
+   order is sent (``rejected``, "API breaker open") and lookups wait.
+
+Updates reach the engine through ``drain()``; the engine applies them on its
+own loop, so ledger writes stay in the engine's single writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ccxt.base.errors import (
+    AccountSuspended,
+    AuthenticationError,
+    BadRequest,
+    BadSymbol,
+    DuplicateOrderId,
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    NetworkError,
+    NotSupported,
+    OrderNotFound,
+    PermissionDenied,
+)
+
+from amarktai_tui.domain.enums import OrderState, OrderType, Side
+from amarktai_tui.domain.types import Candle, Fill, Order, split_pair
+from amarktai_tui.exchanges.api_breaker import ApiBreaker, ApiHealth
+from amarktai_tui.exchanges.base import BrokerUpdate
+from amarktai_tui.exchanges.registry import exchange_info
+
+log = logging.getLogger(__name__)
+
+DEFINITE_REFUSALS: tuple[type[Exception], ...] = (
+    InsufficientFunds,
+    AuthenticationError,
+    PermissionDenied,
+    BadSymbol,
+    BadRequest,
+    AccountSuspended,
+    NotSupported,
+    InvalidOrder,  # after DuplicateOrderId and OrderNotFound, its subclasses, are handled
+)
+"""Exchange answers that mean "this order was not placed and will not be": never retried."""
+
+BUSINESS_REFUSALS: tuple[type[Exception], ...] = (InsufficientFunds, InvalidOrder, BadSymbol)
+"""Refusals of one order that say nothing about the API's health (not counted by the breaker)."""
+
+FEE_STEP = Decimal("1e-12")
+
+
+class ApiUnavailable(Exception):
+    """The exchange's API breaker is open: no call was made."""
+
+
+@dataclass(slots=True)
+class _Tracked:
+    order: Order
+    exchange_order_id: str | None = None
+    unknown_since: float | None = None  # monotonic s when the order became unknown; None = acknowledged
+    sends: int = 0
+    filled: Decimal = Decimal(0)  # quantity of the fills emitted (gross of base-asset fees)
+    cancel: str = ""  # reason, when a cancel was asked for
+    lookups_missing: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileOutcome:
+    """One exchange's reconciliation at start-up (``CcxtBroker.reconcile``)."""
+
+    exchange: str
+    ok: bool
+    resolved: int  # pending/open orders whose fate is now known or tracked
+    recovered: int  # fills fetched that the ledger lacked
+    resent: int  # pending orders the exchange never saw, sent again under the same id
+    orders: dict[str, str]  # client order id -> what was found
+    drift: dict[str, str]  # asset -> "ledger X, exchange Y" where the ledger holds more than the exchange
+    error: str = ""
+
+
+@dataclass(slots=True)
+class BrokerCounters:
+    """What the broker did since start (for the fault suite's figures and the UI)."""
+
+    sends: int = 0
+    resends: int = 0
+    unknown: int = 0
+    duplicates_refused: int = 0
+    rejected: int = 0
+    lookups: int = 0
+    fills: int = 0
+    read_retries: int = 0
+    cancels: int = 0
+    by_error: dict[str, int] = field(default_factory=dict)
+
+
+class CcxtBroker:
+    """Live broker over one ccxt client per exchange. See the module doc for the order rules.
+
+    ``clients``: exchange id -> async ccxt client (``exchanges.clients.make_client``).
+    ``price_hint(pair)``: latest price (quote) for markets where a market buy is
+    sized in quote (Luno). ``known_fill_ids``: fill ids already in the ledger.
+    ``clock``: monotonic seconds; ``sleep``: awaitable pause (both injectable).
+    """
+
+    name = "live"
+    external = True
+
+    def __init__(
+        self,
+        clients: Mapping[str, Any],
+        *,
+        poll_interval_s: float = 2.0,
+        resubmit_grace_s: float = 10.0,
+        max_sends: int = 5,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 60.0,
+        read_attempts: int = 4,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 8.0,
+        price_hint: Callable[[str], Decimal | None] | None = None,
+        known_fill_ids: Iterable[str] = (),
+        fee_overrides: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.clients = dict(clients)
+        self.poll_interval_s = poll_interval_s
+        self.resubmit_grace_s = resubmit_grace_s
+        self.max_sends = max_sends
+        self.read_attempts = read_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self._price_hint = price_hint
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.breakers = {
+            ex: ApiBreaker(ex, failures=breaker_failures, cooldown_s=breaker_cooldown_s, clock=clock)
+            for ex in self.clients
+        }
+        self._fees: dict[str, tuple[Decimal, Decimal]] = dict(fee_overrides or {})
+        self._pair_fees: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+        self._seen_fills: set[str] = set(known_fill_ids)
+        self._tracked: dict[str, _Tracked] = {}
+        self._updates: list[BrokerUpdate] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.counters = BrokerCounters()
+
+    # -- life cycle -------------------------------------------------------------
+    async def start(self, *, load_fees: bool = True) -> None:
+        """Load every exchange's markets (retried) and, with a key, its own fee rates; start tracking."""
+        for ex, client in self.clients.items():
+            await self._read(ex, client.load_markets)
+            if load_fees and client.apiKey and client.has.get("fetchTradingFees"):
+                try:
+                    fees = await self._read(ex, client.fetch_trading_fees)
+                except Exception as exc:  # the table's published rates stay in use
+                    log.warning(
+                        "%s: fetch_trading_fees failed (%s); using the published rates", ex, _why(exc)
+                    )
+                else:
+                    for symbol, f in fees.items():
+                        if f.get("maker") is not None and f.get("taker") is not None:
+                            self._pair_fees[(ex, symbol)] = (_dec(f["maker"]), _dec(f["taker"]))
+        self.start_tracking()
+
+    def start_tracking(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._track_forever())
+
+    async def close(self) -> None:
+        """Stop tracking and close every client's HTTP session."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for client in self.clients.values():
+            await client.close()
+
+    # -- the Broker protocol ---------------------------------------------------------
+    def fee_rate(self, exchange: str, pair: str, *, maker: bool) -> Decimal:
+        """The exchange's own rate for ``pair`` when fetched with a key, else the published table's."""
+        got = self._pair_fees.get((exchange, pair)) or self._fees.get(exchange)
+        if got is not None:
+            return got[0] if maker else got[1]
+        return exchange_info(exchange).fee_rate(pair, maker=maker)
+
+    def set_balance(self, bot_id: int, cash: Decimal, base: Decimal = Decimal(0)) -> None:
+        """Live balances are the exchange's; the engine's own figures are compared at reconciliation."""
+
+    def on_candle(self, candle: Candle) -> list[BrokerUpdate]:
+        return self.drain()
+
+    def drain(self) -> list[BrokerUpdate]:
+        """Updates gathered by submissions and the tracker since the last call, oldest first."""
+        out, self._updates = self._updates, []
+        return out
+
+    @property
+    def tracked(self) -> int:
+        """Orders still followed (open or unknown)."""
+        return len(self._tracked)
+
+    def health(self) -> dict[str, ApiHealth]:
+        return {ex: b.health() for ex, b in self.breakers.items()}
+
+    async def submit(self, order: Order) -> BrokerUpdate:
+        """Send ``order`` (already committed as pending). Returns open, rejected, or pending (unknown)."""
+        coid = order.client_order_id
+        info = exchange_info(order.exchange)
+        if len(coid) > info.coid_max_len:
+            return self._reject(order, f"client order id longer than {info.name}'s {info.coid_max_len}")
+        if order.order_type is OrderType.LIMIT and not info.supports_limit:
+            return self._reject(order, f"{info.name} takes market orders only")
+        tr = self._tracked.get(coid) or _Tracked(order)
+        self._tracked[coid] = tr
+        return await self._send(tr)
+
+    async def cancel(self, client_order_id: str) -> BrokerUpdate:
+        """Ask for a cancel now; the outcome (cancelled, or filled first) arrives through ``drain``."""
+        self.request_cancel(client_order_id, "cancelled by request")
+        await self.track_once()
+        return BrokerUpdate(client_order_id, OrderState.PENDING, reason="cancel requested")
+
+    def request_cancel(self, client_order_id: str, reason: str) -> bool:
+        """Mark an order for cancelling on the tracker's next pass. False when it is not followed."""
+        tr = self._tracked.get(client_order_id)
+        if tr is None:
+            return False
+        tr.cancel = reason
+        self._wake.set()
+        return True
+
+    def cancel_now(self, client_order_id: str) -> bool:
+        """The paper broker cancels synchronously; a live cancel is asynchronous: requested, False."""
+        self.request_cancel(client_order_id, "cancelled")
+        return False
+
+    # -- sending ------------------------------------------------------------------
+    async def _send(self, tr: _Tracked) -> BrokerUpdate:
+        order = tr.order
+        ex = order.exchange
+        coid = order.client_order_id
+        breaker = self.breakers[ex]
+        if not breaker.allow():
+            if tr.sends == 0:
+                return self._reject(order, f"{ex} API breaker open: {breaker.last_error}")
+            return BrokerUpdate(coid, OrderState.PENDING, reason=f"unknown: {ex} API breaker open")
+        client = self.clients[ex]
+        info = exchange_info(ex)
+        amount = order.quantity
+        if order.order_type is OrderType.MARKET and order.side is Side.BUY and info.market_buy_in_quote:
+            hint = self._price_hint(order.pair) if self._price_hint else None
+            if hint is None:
+                breaker.release_probe()
+                return self._reject(order, f"no price to size a {info.name} market buy in quote")
+            amount = amount * hint
+        price = float(order.limit_price) if order.limit_price is not None else None
+        tr.sends += 1
+        self.counters.sends += 1
+        if tr.sends > 1:
+            self.counters.resends += 1
+        t0 = self._clock()
+        try:
+            resp = await client.create_order(
+                order.pair,
+                order.order_type.value,
+                order.side.value,
+                float(amount),
+                price,
+                {info.coid_param: coid},
+            )
+        except DuplicateOrderId:
+            breaker.success(self._clock() - t0)
+            self.counters.duplicates_refused += 1
+            tr.unknown_since = None
+            self._wake.set()
+            return BrokerUpdate(
+                coid, OrderState.OPEN, reason="already at the exchange (duplicate id refused)"
+            )
+        except DEFINITE_REFUSALS as exc:
+            self._count(exc)
+            if isinstance(exc, BUSINESS_REFUSALS):
+                breaker.success(self._clock() - t0)
+            else:
+                breaker.failure(_why(exc))
+            if tr.sends > 1:  # a resend refused: the first send may still be out there; keep looking
+                return self._unknown(tr, exc)
+            del self._tracked[coid]
+            return self._reject(order, f"{info.name} refused: {_why(exc)}")
+        except Exception as exc:  # timeout, 5xx, 429, malformed or lost response: unknown, never failed
+            self._count(exc)
+            breaker.failure(_why(exc))
+            return self._unknown(tr, exc)
+        breaker.success(self._clock() - t0)
+        tr.unknown_since = None
+        tr.exchange_order_id = _str_or_none(resp.get("id"))
+        self._wake.set()
+        return BrokerUpdate(coid, OrderState.OPEN, exchange_order_id=tr.exchange_order_id)
+
+    def _unknown(self, tr: _Tracked, exc: BaseException) -> BrokerUpdate:
+        if tr.unknown_since is None:
+            tr.unknown_since = self._clock()
+            self.counters.unknown += 1
+        self._wake.set()
+        return BrokerUpdate(tr.order.client_order_id, OrderState.PENDING, reason=f"unknown: {_why(exc)}")
+
+    def _reject(self, order: Order, reason: str) -> BrokerUpdate:
+        self.counters.rejected += 1
+        self._tracked.pop(order.client_order_id, None)
+        return BrokerUpdate(order.client_order_id, OrderState.REJECTED, reason=reason)
+
+    def _count(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        self.counters.by_error[name] = self.counters.by_error.get(name, 0) + 1
+
+    # -- tracking -------------------------------------------------------------------
+    async def _track_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+            self._wake.clear()
+            try:
+                await self.track_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad pass must not end tracking
+                log.exception("order tracking pass failed")
+
+    async def track_once(self) -> None:
+        """One pass over every followed order: look it up, emit new fills, resolve or resend."""
+        for tr in list(self._tracked.values()):
+            if tr.order.client_order_id in self._tracked:
+                await self._follow(tr)
+
+    async def _follow(self, tr: _Tracked) -> None:
+        order = tr.order
+        ex = order.exchange
+        coid = order.client_order_id
+        try:
+            found = await self._lookup(tr)
+        except ApiUnavailable:
+            return
+        except Exception as exc:
+            self._updates.append(BrokerUpdate(coid, OrderState.PENDING, reason=f"lookup failed: {_why(exc)}"))
+            return
+        if found is None:
+            await self._not_found(tr)
+            return
+        was_unknown = tr.unknown_since is not None
+        tr.unknown_since = None
+        tr.lookups_missing = 0
+        xid = _str_or_none(found.get("id"))
+        if xid and xid != tr.exchange_order_id:
+            tr.exchange_order_id = xid
+        if was_unknown:
+            self._updates.append(BrokerUpdate(coid, OrderState.OPEN, exchange_order_id=xid))
+        filled = _dec(found.get("filled") or 0)
+        if filled > tr.filled:
+            try:
+                await self._collect_fills(tr)
+            except ApiUnavailable:
+                return
+            except Exception as exc:
+                self._updates.append(BrokerUpdate(coid, OrderState.PENDING, reason=f"trades: {_why(exc)}"))
+                return
+        status = found.get("status")
+        if status == "open" and tr.cancel:
+            await self._cancel_at_exchange(tr)
+            return
+        if status in ("closed", "canceled", "cancelled", "expired", "rejected") and tr.filled >= filled:
+            del self._tracked[coid]
+            if status == "closed":
+                self._updates.append(BrokerUpdate(coid, OrderState.FILLED, exchange_order_id=xid))
+            elif status == "expired":
+                self._updates.append(BrokerUpdate(coid, OrderState.EXPIRED, reason="expired at the exchange"))
+            elif status == "rejected":
+                self._updates.append(
+                    BrokerUpdate(coid, OrderState.REJECTED, reason=f"{ex} rejected the order")
+                )
+            else:
+                self._updates.append(
+                    BrokerUpdate(coid, OrderState.CANCELLED, reason=tr.cancel or "cancelled at the exchange")
+                )
+
+    async def _not_found(self, tr: _Tracked) -> None:
+        coid = tr.order.client_order_id
+        if tr.unknown_since is None:  # acknowledged, yet the exchange does not find it (yet)
+            tr.lookups_missing += 1
+            if tr.cancel and tr.lookups_missing >= 3:
+                del self._tracked[coid]
+                self._updates.append(BrokerUpdate(coid, OrderState.CANCELLED, reason=tr.cancel))
+            return
+        if tr.cancel:  # never placed and no longer wanted
+            if self._clock() - tr.unknown_since >= self.resubmit_grace_s:
+                del self._tracked[coid]
+                self._updates.append(
+                    BrokerUpdate(coid, OrderState.CANCELLED, reason=tr.cancel + " (never placed)")
+                )
+            return
+        if self._clock() - tr.unknown_since < self.resubmit_grace_s:
+            return
+        if tr.sends >= self.max_sends:
+            del self._tracked[coid]
+            self._updates.append(
+                BrokerUpdate(
+                    coid, OrderState.REJECTED, reason=f"not placed after {tr.sends} sends with the same id"
+                )
+            )
+            return
+        tr.unknown_since = self._clock()  # a fresh grace period for this send
+        upd = await self._send(tr)
+        if upd.state is not OrderState.PENDING:
+            self._updates.append(upd)
+
+    async def _cancel_at_exchange(self, tr: _Tracked) -> None:
+        order = tr.order
+        client = self.clients[order.exchange]
+        params = {}
+        info = exchange_info(order.exchange)
+        if tr.exchange_order_id is None and info.coid_lookup_param:
+            params[info.coid_lookup_param] = order.client_order_id
+        self.counters.cancels += 1
+        try:
+            await self._call(order.exchange, client.cancel_order, tr.exchange_order_id, order.pair, params)
+        except OrderNotFound:
+            pass  # filled or cancelled meanwhile: the next lookup tells which
+        except Exception as exc:
+            log.info("cancel of %s failed (%s); will retry", order.client_order_id, _why(exc))
+        self._wake.set()
+
+    async def _lookup(self, tr: _Tracked) -> dict[str, Any] | None:
+        """The exchange's order by client id (or exchange id); None when it has no such order."""
+        order = tr.order
+        ex = order.exchange
+        client = self.clients[ex]
+        info = exchange_info(ex)
+        self.counters.lookups += 1
+        try:
+            if info.coid_lookup_param:
+                got = await self._read(
+                    ex, client.fetch_order, None, order.pair, {info.coid_lookup_param: order.client_order_id}
+                )
+            elif tr.exchange_order_id:
+                got = await self._read(ex, client.fetch_order, tr.exchange_order_id, order.pair)
+            else:
+                got = None
+                for listing in (client.fetch_open_orders, client.fetch_closed_orders):
+                    rows = await self._read(ex, listing, order.pair)
+                    got = next((o for o in rows if o.get("clientOrderId") == order.client_order_id), None)
+                    if got is not None:
+                        break
+        except OrderNotFound:
+            return None
+        if got is not None and got.get("clientOrderId") not in (None, order.client_order_id):
+            log.warning("lookup of %s returned order %s", order.client_order_id, got.get("clientOrderId"))
+            return None
+        return got  # type: ignore[no-any-return]
+
+    async def _collect_fills(self, tr: _Tracked) -> None:
+        order = tr.order
+        ex = order.exchange
+        client = self.clients[ex]
+        info = exchange_info(ex)
+        params: dict[str, Any] = {}
+        if info.trades_order_param and tr.exchange_order_id:
+            params[info.trades_order_param] = tr.exchange_order_id
+        trades = await self._read(ex, client.fetch_my_trades, order.pair, None, None, params)
+        base, quote = split_pair(order.pair)
+        for t in sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
+            if tr.exchange_order_id and _str_or_none(t.get("order")) != tr.exchange_order_id:
+                continue
+            fill_id = f"{ex}:{t['id']}"
+            if fill_id in self._seen_fills:
+                continue
+            self._seen_fills.add(fill_id)
+            gross = _dec(t["amount"])
+            tr.filled += gross
+            self.counters.fills += 1
+            self._updates.append(
+                BrokerUpdate(
+                    order.client_order_id, OrderState.OPEN, fill=_fill(order, t, fill_id, base, quote)
+                )
+            )
+
+    # -- calls through the breaker -------------------------------------------------------
+    async def _call(self, ex: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """One call through ``ex``'s breaker (no retry). Raises ApiUnavailable when it is open."""
+        breaker = self.breakers[ex]
+        if not breaker.allow():
+            raise ApiUnavailable(f"{ex} API breaker open")
+        t0 = self._clock()
+        try:
+            out = await fn(*args)
+        except (OrderNotFound, *BUSINESS_REFUSALS):
+            breaker.success(self._clock() - t0)
+            raise
+        except Exception as exc:
+            self._count(exc)
+            breaker.failure(_why(exc))
+            raise
+        breaker.success(self._clock() - t0)
+        return out
+
+    async def _read(self, ex: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """A read through the breaker, retried on network errors with backoff and full jitter."""
+        for attempt in range(self.read_attempts):
+            try:
+                return await self._call(ex, fn, *args)
+            except NetworkError:
+                if attempt + 1 >= self.read_attempts:
+                    raise
+                self.counters.read_retries += 1
+                cap = min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)
+                await self._sleep(self._rng.uniform(0, cap))
+        raise AssertionError("unreachable")
+
+    # -- reconciliation -------------------------------------------------------------------
+    async def reconcile(
+        self, active: Iterable[Order], positions: Mapping[tuple[str, str], Decimal]
+    ) -> list[ReconcileOutcome]:
+        """Resolve every pending/open order of the ledger by client id, fetch missing fills, compare balances.
+
+        ``active``: the ledger's pending and open orders. ``positions``: (exchange,
+        asset) -> what the ledger says the bots hold. Orders found are followed
+        (their missing fills go to ``drain``); pending orders the exchange never
+        saw are sent again under the same id; open orders it does not know are
+        reported. An exchange that cannot be reached gives ``ok=False``.
+        """
+        by_ex: dict[str, list[Order]] = {ex: [] for ex in self.clients}
+        for o in active:
+            by_ex.setdefault(o.exchange, []).append(o)
+        out = []
+        for ex, orders in by_ex.items():
+            if ex not in self.clients:
+                out.append(ReconcileOutcome(ex, False, 0, 0, 0, {}, {}, f"no client for {ex}"))
+                continue
+            out.append(await self._reconcile_exchange(ex, orders, positions))
+        return out
+
+    async def _reconcile_exchange(
+        self, ex: str, orders: list[Order], positions: Mapping[tuple[str, str], Decimal]
+    ) -> ReconcileOutcome:
+        seen: dict[str, str] = {}
+        resolved = resent = 0
+        fills_before = self.counters.fills
+        try:
+            for order in orders:
+                tr = _Tracked(order, exchange_order_id=order.exchange_order_id)
+                found = await self._lookup(tr)
+                if found is None:
+                    if order.state is OrderState.OPEN:
+                        seen[order.client_order_id] = "open in the ledger, unknown to the exchange"
+                        self._updates.append(
+                            BrokerUpdate(
+                                order.client_order_id,
+                                OrderState.CANCELLED,
+                                reason="not found at the exchange on reconciliation",
+                            )
+                        )
+                        continue
+                    self._tracked[order.client_order_id] = tr
+                    upd = await self._send(tr)
+                    resent += 1
+                    seen[order.client_order_id] = (
+                        f"never reached the exchange: sent again ({upd.state.value})"
+                    )
+                    if upd.state is not OrderState.PENDING:
+                        self._updates.append(upd)
+                    resolved += 1
+                    continue
+                tr.exchange_order_id = _str_or_none(found.get("id"))
+                self._tracked[order.client_order_id] = tr
+                tr.unknown_since = self._clock()  # so that _follow reports it open
+                await self._follow(tr)
+                seen[order.client_order_id] = f"found: {found.get('status')}, filled {found.get('filled')}"
+                resolved += 1
+            balance = await self._read(ex, self.clients[ex].fetch_balance)
+        except Exception as exc:
+            return ReconcileOutcome(
+                ex, False, resolved, self.counters.fills - fills_before, resent, seen, {}, _why(exc)
+            )
+        drift = {}
+        totals = balance.get("total") or {}
+        for (pex, asset), held in positions.items():
+            if pex != ex or held <= 0:
+                continue
+            have = _dec(totals.get(asset) or 0)
+            if have < held:
+                drift[asset] = f"ledger {held}, exchange {have}"
+        return ReconcileOutcome(
+            ex, not drift, resolved, self.counters.fills - fills_before, resent, seen, drift
+        )
+
+
+def _fill(order: Order, t: Mapping[str, Any], fill_id: str, base: str, quote: str) -> Fill:
+    qty = _dec(t["amount"])
+    price = _dec(t["price"])
+    fee = t.get("fee") or {}
+    fee_cost = _dec(fee.get("cost") or 0)
+    currency = fee.get("currency") or quote
+    if currency == base:  # charged in the asset bought: received less, and the fee is worth cost x price
+        if order.side is Side.BUY:
+            qty -= fee_cost
+        fee_cost *= price
+        currency = quote
+    ts = t.get("timestamp")
+    return Fill(
+        fill_id=fill_id,
+        client_order_id=order.client_order_id,
+        bot_id=order.bot_id,
+        exchange=order.exchange,
+        pair=order.pair,
+        side=order.side,
+        quantity=qty,
+        price=price,
+        fee=fee_cost.quantize(FEE_STEP),
+        fee_currency=currency,
+        ts=int(ts) if ts is not None else order.updated_ts,
+        liquidity="maker" if t.get("takerOrMaker") == "maker" else "taker",
+    )
+
+
+def _dec(x: Any) -> Decimal:
+    """A ccxt number (float or numeric string) as the Decimal of its shortest repr."""
+    return x if isinstance(x, Decimal) else Decimal(str(x))
+
+
+def _str_or_none(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+def _why(exc: BaseException) -> str:
+    """One line naming the error class and the first 160 characters of its message (no secrets: ccxt
+    messages carry the exchange's response body and URL, never the signing secret or the API key)."""
+    msg = " ".join(str(exc).split())[:160]
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+__all__ = ["ApiUnavailable", "CcxtBroker", "ExchangeError", "ReconcileOutcome"]
