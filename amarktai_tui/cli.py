@@ -101,7 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
     _common(u, top=False)
     u.add_argument("--reason", help="why (recorded with the reset)")
     u.add_argument("--json", action="store_true", help="machine-readable output")
+    _keys_parser(sub)
     return p
+
+
+def _keys_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from amarktai_tui.vault.providers import PROVIDERS
+
+    which = f"one of {', '.join(PROVIDERS)}"
+    k = sub.add_parser("keys", help="API keys in the OS keyring: set, list, test, delete")
+    _common(k, top=False)
+    ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser, required=True)
+    ks = ksub.add_parser(
+        "set", help="save a provider's key (prompts without echo; or one field per line on stdin)"
+    )
+    kl = ksub.add_parser("list", help="providers, status, last test, masked key (never the secret)")
+    kt = ksub.add_parser(
+        "test", help="a real authenticated call with the saved key; warns if it can withdraw"
+    )
+    kd = ksub.add_parser("delete", help="remove a provider's key from the keyring")
+    for action in (ks, kl, kt, kd):
+        _common(action, top=False)
+    for action in (ks, kt, kd):
+        action.add_argument("provider", metavar="PROVIDER", help=which)
+    for action in (kl, kt):
+        action.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _count(text: str) -> int:
@@ -138,6 +162,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
             return run_tui(settings, data_dir, replay)
         _check_reason(args)
+        if args.command == "keys":
+            from amarktai_tui.ops.key_commands import run_keys
+
+            return run_keys(args, settings, data_dir)
         from amarktai_tui.ops import commands
 
         return commands.dispatch(args, settings, data_dir)

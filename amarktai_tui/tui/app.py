@@ -72,6 +72,7 @@ class AmarktaiApp(App[None]):
         Binding("H", "halt", "Emergency stop", id="app.halt", key_display="H"),
         Binding("U", "resume_trading", "Resume trading", id="app.resume", key_display="U"),
         Binding("A", "allocate", "Allocate", id="app.allocate", key_display="A"),
+        Binding("K", "keys", "Keys", id="app.keys", key_display="K", show=False),  # also in the palette
     ]
 
     def __init__(
@@ -437,6 +438,14 @@ class AmarktaiApp(App[None]):
             lambda result: self._reset_done(result, "emergency stop", "trading resumed"),
         )
 
+    # -- API keys -------------------------------------------------------------------
+    def action_keys(self) -> None:
+        """Open the Keys screen (API keys in the OS keyring: set, test, delete)."""
+        from amarktai_tui.tui.screens.keys import KeysScreen
+
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(KeysScreen(self.settings, self.data_dir))
+
     # -- capital allocation -----------------------------------------------------------
     def action_allocate(self) -> None:
         """Preview what the allocator would move now; apply it (a command worker) if the user says so."""
@@ -515,6 +524,8 @@ def _all_bindings() -> list[Binding]:
     from amarktai_tui.tui.bots_pane import BotsPane
     from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
     from amarktai_tui.tui.screens.confirm import ConfirmScreen
+    from amarktai_tui.tui.screens.keys import KeysScreen
+    from amarktai_tui.tui.screens.set_key import SetKeyScreen
 
     out: list[Binding] = []
     for cls in (
@@ -526,6 +537,8 @@ def _all_bindings() -> list[Binding]:
         ConfirmScreen,
         ResetBreakerScreen,
         AllocationScreen,
+        KeysScreen,
+        SetKeyScreen,
     ):
         out.extend(b for b in cls.BINDINGS if isinstance(b, Binding))
     return out

@@ -1,8 +1,8 @@
 """Command palette provider: the engine's commands.
 
 Pause/resume/stop/details <bot>, pause all, resume all, new bot, emergency
-stop or resume trading (whichever applies), allocate capital, and a reset
-for each tripped breaker.
+stop or resume trading (whichever applies), API keys, allocate capital, and a
+reset for each tripped breaker.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ class BotCommands(Provider):
 
     def _commands(self) -> list[Command]:
         app = cast("AmarktaiApp", self.app)
+        keys: Command = ("API keys", app.action_keys, "Set, test and delete exchange, AI and mail keys (K)")
         engine = app.engine
         if engine is None:
-            return []
+            return [keys]
         out: list[Command] = [
             (
                 "Pause all bots",
@@ -58,6 +59,7 @@ class BotCommands(Provider):
                     f"Halted {fmt.ts(halt.ts)} UTC (asks for a reason)",
                 )
             )
+        out.append(keys)
         out.append(
             (
                 "Allocate capital",
