@@ -87,6 +87,9 @@ BUSINESS_REFUSALS: tuple[type[Exception], ...] = (InsufficientFunds, InvalidOrde
 """Refusals of one order that say nothing about the API's health (not counted by the breaker)."""
 
 FEE_STEP = Decimal("1e-12")
+MISSING_LOOKUPS = 3
+"""Lookups in a row that must miss an acknowledged order before it counts as unknown (then resent after
+the grace, under the same id, which the exchange refuses if it has the order after all)."""
 
 
 class ApiUnavailable(Exception):
@@ -186,12 +189,16 @@ class CcxtBroker:
         self._tracked: dict[str, _Tracked] = {}
         self._updates: list[BrokerUpdate] = []
         self._wake = asyncio.Event()
+        self._track_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.counters = BrokerCounters()
 
     # -- life cycle -------------------------------------------------------------
-    async def start(self, *, load_fees: bool = True) -> None:
-        """Load every exchange's markets (retried) and, with a key, its own fee rates; start tracking."""
+    async def start(self, *, load_fees: bool = True, track: bool = True) -> None:
+        """Load every exchange's markets (retried) and, with a key, its own fee rates; start tracking.
+
+        ``track=False`` leaves tracking to explicit ``track_once`` calls (deterministic tests).
+        """
         for ex, client in self.clients.items():
             await self._read(ex, client.load_markets)
             if load_fees and client.apiKey and client.has.get("fetchTradingFees"):
@@ -205,7 +212,8 @@ class CcxtBroker:
                     for symbol, f in fees.items():
                         if f.get("maker") is not None and f.get("taker") is not None:
                             self._pair_fees[(ex, symbol)] = (_dec(f["maker"]), _dec(f["taker"]))
-        self.start_tracking()
+        if track:
+            self.start_tracking()
 
     def start_tracking(self) -> None:
         if self._task is None or self._task.done():
@@ -314,7 +322,9 @@ class CcxtBroker:
                 price,
                 {info.coid_param: coid},
             )
-        except DuplicateOrderId:
+        except (DuplicateOrderId, InvalidOrder) as exc:
+            if not _is_duplicate(exc):
+                return self._refused(tr, exc, t0)
             breaker.success(self._clock() - t0)
             self.counters.duplicates_refused += 1
             tr.unknown_since = None
@@ -323,24 +333,32 @@ class CcxtBroker:
                 coid, OrderState.OPEN, reason="already at the exchange (duplicate id refused)"
             )
         except DEFINITE_REFUSALS as exc:
-            self._count(exc)
-            if isinstance(exc, BUSINESS_REFUSALS):
-                breaker.success(self._clock() - t0)
-            else:
-                breaker.failure(_why(exc))
-            if tr.sends > 1:  # a resend refused: the first send may still be out there; keep looking
-                return self._unknown(tr, exc)
-            del self._tracked[coid]
-            return self._reject(order, f"{info.name} refused: {_why(exc)}")
+            return self._refused(tr, exc, t0)
         except Exception as exc:  # timeout, 5xx, 429, malformed or lost response: unknown, never failed
             self._count(exc)
             breaker.failure(_why(exc))
             return self._unknown(tr, exc)
+        xid = _str_or_none((resp or {}).get("id"))
+        if xid is None:  # an answer without the exchange's order id (an unreadable body) acknowledges nothing
+            breaker.failure("create_order answered without an order id")
+            return self._unknown(tr, ValueError("the exchange's answer had no order id"))
         breaker.success(self._clock() - t0)
         tr.unknown_since = None
-        tr.exchange_order_id = _str_or_none(resp.get("id"))
+        tr.exchange_order_id = xid
         self._wake.set()
-        return BrokerUpdate(coid, OrderState.OPEN, exchange_order_id=tr.exchange_order_id)
+        return BrokerUpdate(coid, OrderState.OPEN, exchange_order_id=xid)
+
+    def _refused(self, tr: _Tracked, exc: Exception, t0: float) -> BrokerUpdate:
+        """A definite refusal: rejected, never retried (a refused resend stays unknown: the first may be out)."""
+        breaker = self.breakers[tr.order.exchange]
+        self._count(exc)
+        if isinstance(exc, BUSINESS_REFUSALS):
+            breaker.success(self._clock() - t0)
+        else:
+            breaker.failure(_why(exc))
+        if tr.sends > 1:
+            return self._unknown(tr, exc)
+        return self._reject(tr.order, f"{exchange_info(tr.order.exchange).name} refused: {_why(exc)}")
 
     def _unknown(self, tr: _Tracked, exc: BaseException) -> BrokerUpdate:
         if tr.unknown_since is None:
@@ -361,8 +379,11 @@ class CcxtBroker:
     # -- tracking -------------------------------------------------------------------
     async def _track_forever(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+            with contextlib.suppress(
+                TimeoutError
+            ):  # asyncio.timeout, not wait_for: a cancel is never swallowed
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.track_once()
@@ -372,10 +393,14 @@ class CcxtBroker:
                 log.exception("order tracking pass failed")
 
     async def track_once(self) -> None:
-        """One pass over every followed order: look it up, emit new fills, resolve or resend."""
-        for tr in list(self._tracked.values()):
-            if tr.order.client_order_id in self._tracked:
-                await self._follow(tr)
+        """One pass over every followed order: look it up, emit new fills, resolve or resend.
+
+        Passes never overlap (the background tracker and an explicit call take turns).
+        """
+        async with self._track_lock:
+            for tr in list(self._tracked.values()):
+                if self._tracked.get(tr.order.client_order_id) is tr:
+                    await self._follow(tr)
 
     async def _follow(self, tr: _Tracked) -> None:
         order = tr.order
@@ -413,7 +438,7 @@ class CcxtBroker:
             await self._cancel_at_exchange(tr)
             return
         if status in ("closed", "canceled", "cancelled", "expired", "rejected") and tr.filled >= filled:
-            del self._tracked[coid]
+            self._tracked.pop(coid, None)
             if status == "closed":
                 self._updates.append(BrokerUpdate(coid, OrderState.FILLED, exchange_order_id=xid))
             elif status == "expired":
@@ -431,13 +456,13 @@ class CcxtBroker:
         coid = tr.order.client_order_id
         if tr.unknown_since is None:  # acknowledged, yet the exchange does not find it (yet)
             tr.lookups_missing += 1
-            if tr.cancel and tr.lookups_missing >= 3:
-                del self._tracked[coid]
-                self._updates.append(BrokerUpdate(coid, OrderState.CANCELLED, reason=tr.cancel))
+            if tr.lookups_missing >= MISSING_LOOKUPS:  # its acknowledgement is no longer believed
+                tr.unknown_since = self._clock()
+                self.counters.unknown += 1
             return
         if tr.cancel:  # never placed and no longer wanted
             if self._clock() - tr.unknown_since >= self.resubmit_grace_s:
-                del self._tracked[coid]
+                self._tracked.pop(coid, None)
                 self._updates.append(
                     BrokerUpdate(coid, OrderState.CANCELLED, reason=tr.cancel + " (never placed)")
                 )
@@ -445,7 +470,7 @@ class CcxtBroker:
         if self._clock() - tr.unknown_since < self.resubmit_grace_s:
             return
         if tr.sends >= self.max_sends:
-            del self._tracked[coid]
+            self._tracked.pop(coid, None)
             self._updates.append(
                 BrokerUpdate(
                     coid, OrderState.REJECTED, reason=f"not placed after {tr.sends} sends with the same id"
@@ -663,6 +688,18 @@ def _fill(order: Order, t: Mapping[str, Any], fill_id: str, base: str, quote: st
         ts=int(ts) if ts is not None else order.updated_ts,
         liquidity="maker" if t.get("takerOrMaker") == "maker" else "taker",
     )
+
+
+DUPLICATE_MARKERS = ("duplicate order", "duplicated", "already exists", "duplicate customerorderid")
+"""How exchanges word a refused duplicate client order id where ccxt has no DuplicateOrderId mapping
+(Binance -2010 "Duplicate order sent.", which ccxt maps to InvalidOrder; KuCoin "order already exists")."""
+
+
+def _is_duplicate(exc: Exception) -> bool:
+    if isinstance(exc, DuplicateOrderId):
+        return True
+    msg = str(exc).lower()
+    return any(m in msg for m in DUPLICATE_MARKERS)
 
 
 def _dec(x: Any) -> Decimal:
