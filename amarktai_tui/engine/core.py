@@ -173,6 +173,7 @@ class EngineCore:
         if isinstance(self.broker, PaperBroker):
             await self._resume_orders()
         elif isinstance(self.broker, CcxtBroker):  # live: pending/open orders resolved before any bot trades
+            self.broker.remember_fills(f.fill_id for f in self.fill_log)
             self.broker.start_tracking()
             await reconcile_live(self, self.broker)
 

@@ -44,12 +44,25 @@ async def reconcile_live(engine: EngineCore, broker: CcxtBroker) -> list[Reconci
             continue
         runner.in_flight = order.client_order_id
         engine._inflight[order.client_order_id] = order
-    positions: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for r in engine.runners.values():
-        if r.book.position_qty > 0:
-            positions[(r.rec.exchange, split_pair(r.rec.pair)[0])] += r.book.position_qty
-    outcomes = await broker.reconcile(active, positions)
+    outcomes = await broker.reconcile(active)
     engine.apply_broker_updates()
+    for _ in range(SETTLE_PASSES):  # fills a lookup saw but a faulty read did not bring yet
+        if not broker.fills_outstanding():
+            break
+        await broker.track_once()
+        engine.apply_broker_updates()
+    checked = []
+    for o in outcomes:
+        if not o.ok:
+            checked.append(o)
+            continue
+        try:
+            drift = await broker.balance_drift(o.exchange, _positions(engine, o.exchange))
+        except Exception as exc:
+            checked.append(o.with_drift({}, f"balance read failed: {type(exc).__name__}: {exc}"[:200]))
+        else:
+            checked.append(o.with_drift(drift))
+    outcomes = checked
     ts = engine._clock()
     for o in outcomes:
         details = {"orders": o.orders, "drift": o.drift, "resent": o.resent, "error": o.error}
@@ -61,6 +74,18 @@ async def reconcile_live(engine: EngineCore, broker: CcxtBroker) -> list[Reconci
     if bad:
         raise ReconcileError("; ".join(_why(o) for o in bad))
     return outcomes
+
+
+SETTLE_PASSES = 20
+
+
+def _positions(engine: EngineCore, exchange: str) -> dict[str, Decimal]:
+    """asset -> what the ledger's bots on ``exchange`` hold (base assets of their positions)."""
+    out: defaultdict[str, Decimal] = defaultdict(Decimal)
+    for r in engine.runners.values():
+        if r.rec.exchange == exchange and r.book.position_qty > 0:
+            out[split_pair(r.rec.pair)[0]] += r.book.position_qty
+    return dict(out)
 
 
 def _why(o: ReconcileOutcome) -> str:

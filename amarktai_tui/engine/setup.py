@@ -11,9 +11,10 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 from amarktai_tui.config import BotSettings, Settings
-from amarktai_tui.domain.enums import RiskMode
+from amarktai_tui.domain.enums import RiskMode, TradingMode
 from amarktai_tui.engine.engine import BotSpec, TradingEngine
 from amarktai_tui.engine.events import EventBus
+from amarktai_tui.exchanges.base import Broker
 from amarktai_tui.exchanges.paper import PaperBroker
 from amarktai_tui.ledger.store import LedgerStore
 from amarktai_tui.locations import db_path
@@ -167,18 +168,27 @@ def configured_streams(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def open_engine(
-    settings: Settings, data_dir: Path, replay: ReplayArgs | None, bus: EventBus | None = None
+    settings: Settings,
+    data_dir: Path,
+    replay: ReplayArgs | None,
+    bus: EventBus | None = None,
+    *,
+    broker: Broker | None = None,
 ) -> tuple[TradingEngine, MarketFeed]:
     """Build the feed, open the ledger, start the engine with its bots. The caller runs ``engine.run(feed)``.
 
-    Raises CandleFileError (bad replay file), SchemaTooNewError, ConfigError-like ValueErrors.
+    ``broker``: a live broker (``live_setup.make_live_broker``, started); None = paper.
+    With a live broker the start reconciles with the exchanges first.
+    Raises CandleFileError (bad replay file), SchemaTooNewError, ConfigError-like ValueErrors,
+    ReconcileError (live only).
     """
     streams = configured_streams(settings)
     feed = make_feed(settings, replay, streams)
     if replay is not None or settings.market.source == "replay":
         streams = feed.streams
     store = await LedgerStore.open(db_path(data_dir))
-    broker = make_broker(settings)
+    if broker is None:
+        broker = make_broker(settings)
     a = settings.allocator
     engine = TradingEngine(
         store,
@@ -197,6 +207,7 @@ async def open_engine(
             change_threshold=a.change_threshold,
         ),
         allocate_every=None if a.interval == "off" else a.interval,
+        mode=TradingMode.PAPER if isinstance(broker, PaperBroker) else TradingMode.LIVE,
     )
     try:
         await engine.start(bot_specs(settings, streams))

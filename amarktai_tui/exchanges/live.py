@@ -52,6 +52,7 @@ from ccxt.base.errors import (
     AccountSuspended,
     AuthenticationError,
     BadRequest,
+    BadResponse,
     BadSymbol,
     DuplicateOrderId,
     ExchangeError,
@@ -104,6 +105,7 @@ class _Tracked:
     sends: int = 0
     filled: Decimal = Decimal(0)  # quantity of the fills emitted (gross of base-asset fees)
     cancel: str = ""  # reason, when a cancel was asked for
+    seen_filled: Decimal = Decimal(0)  # the exchange's filled quantity at the last lookup
     lookups_missing: int = 0
 
 
@@ -119,6 +121,19 @@ class ReconcileOutcome:
     orders: dict[str, str]  # client order id -> what was found
     drift: dict[str, str]  # asset -> "ledger X, exchange Y" where the ledger holds more than the exchange
     error: str = ""
+
+    def with_drift(self, drift: dict[str, str], error: str = "") -> ReconcileOutcome:
+        ok = self.ok and not drift and not error
+        return ReconcileOutcome(
+            self.exchange,
+            ok,
+            self.resolved,
+            self.recovered,
+            self.resent,
+            self.orders,
+            drift,
+            error or self.error,
+        )
 
 
 @dataclass(slots=True)
@@ -143,6 +158,7 @@ class CcxtBroker:
     ``clients``: exchange id -> async ccxt client (``exchanges.clients.make_client``).
     ``price_hint(pair)``: latest price (quote) for markets where a market buy is
     sized in quote (Luno). ``known_fill_ids``: fill ids already in the ledger.
+    ``breaker_limits``: exchange id -> (failures, cooldown s) overriding the defaults.
     ``clock``: monotonic seconds; ``sleep``: awaitable pause (both injectable).
     """
 
@@ -158,6 +174,7 @@ class CcxtBroker:
         max_sends: int = 5,
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 60.0,
+        breaker_limits: Mapping[str, tuple[int, float]] | None = None,
         read_attempts: int = 4,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 8.0,
@@ -179,8 +196,14 @@ class CcxtBroker:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        limits = dict(breaker_limits or {})
         self.breakers = {
-            ex: ApiBreaker(ex, failures=breaker_failures, cooldown_s=breaker_cooldown_s, clock=clock)
+            ex: ApiBreaker(
+                ex,
+                failures=limits.get(ex, (breaker_failures, breaker_cooldown_s))[0],
+                cooldown_s=limits.get(ex, (breaker_failures, breaker_cooldown_s))[1],
+                clock=clock,
+            )
             for ex in self.clients
         }
         self._fees: dict[str, tuple[Decimal, Decimal]] = dict(fee_overrides or {})
@@ -214,6 +237,10 @@ class CcxtBroker:
                             self._pair_fees[(ex, symbol)] = (_dec(f["maker"]), _dec(f["taker"]))
         if track:
             self.start_tracking()
+
+    def remember_fills(self, fill_ids: Iterable[str]) -> None:
+        """Fill ids already in the ledger: trades with these ids are never emitted again."""
+        self._seen_fills.update(fill_ids)
 
     def start_tracking(self) -> None:
         if self._task is None or self._task.done():
@@ -425,6 +452,7 @@ class CcxtBroker:
         if was_unknown:
             self._updates.append(BrokerUpdate(coid, OrderState.OPEN, exchange_order_id=xid))
         filled = _dec(found.get("filled") or 0)
+        tr.seen_filled = filled
         if filled > tr.filled:
             try:
                 await self._collect_fills(tr)
@@ -521,6 +549,8 @@ class CcxtBroker:
                         break
         except OrderNotFound:
             return None
+        if got is not None and (got.get("id") is None or got.get("status") is None):
+            raise BadResponse(f"{ex} order lookup answered without an id or status")  # unreadable: ask again
         if got is not None and got.get("clientOrderId") not in (None, order.client_order_id):
             log.warning("lookup of %s returned order %s", order.client_order_id, got.get("clientOrderId"))
             return None
@@ -585,16 +615,15 @@ class CcxtBroker:
         raise AssertionError("unreachable")
 
     # -- reconciliation -------------------------------------------------------------------
-    async def reconcile(
-        self, active: Iterable[Order], positions: Mapping[tuple[str, str], Decimal]
-    ) -> list[ReconcileOutcome]:
-        """Resolve every pending/open order of the ledger by client id, fetch missing fills, compare balances.
+    async def reconcile(self, active: Iterable[Order]) -> list[ReconcileOutcome]:
+        """Resolve every pending/open order of the ledger by client id and fetch the fills it lacks.
 
-        ``active``: the ledger's pending and open orders. ``positions``: (exchange,
-        asset) -> what the ledger says the bots hold. Orders found are followed
+        ``active``: the ledger's pending and open orders. Orders found are followed
         (their missing fills go to ``drain``); pending orders the exchange never
-        saw are sent again under the same id; open orders it does not know are
-        reported. An exchange that cannot be reached gives ``ok=False``.
+        saw are sent again under the same id; open ones it does not know are
+        closed as cancelled. An exchange that cannot be reached gives ``ok=False``.
+        Balances are compared afterwards (``balance_drift``), once the engine has
+        applied the recovered fills.
         """
         by_ex: dict[str, list[Order]] = {ex: [] for ex in self.clients}
         for o in active:
@@ -604,12 +633,10 @@ class CcxtBroker:
             if ex not in self.clients:
                 out.append(ReconcileOutcome(ex, False, 0, 0, 0, {}, {}, f"no client for {ex}"))
                 continue
-            out.append(await self._reconcile_exchange(ex, orders, positions))
+            out.append(await self._reconcile_exchange(ex, orders))
         return out
 
-    async def _reconcile_exchange(
-        self, ex: str, orders: list[Order], positions: Mapping[tuple[str, str], Decimal]
-    ) -> ReconcileOutcome:
+    async def _reconcile_exchange(self, ex: str, orders: list[Order]) -> ReconcileOutcome:
         seen: dict[str, str] = {}
         resolved = resent = 0
         fills_before = self.counters.fills
@@ -644,22 +671,33 @@ class CcxtBroker:
                 await self._follow(tr)
                 seen[order.client_order_id] = f"found: {found.get('status')}, filled {found.get('filled')}"
                 resolved += 1
-            balance = await self._read(ex, self.clients[ex].fetch_balance)
         except Exception as exc:
             return ReconcileOutcome(
                 ex, False, resolved, self.counters.fills - fills_before, resent, seen, {}, _why(exc)
             )
-        drift = {}
+        return ReconcileOutcome(ex, True, resolved, self.counters.fills - fills_before, resent, seen, {})
+
+    def fills_outstanding(self) -> bool:
+        """Some followed order has fills at the exchange not yet fetched (a lookup saw more filled)."""
+        return any(tr.seen_filled > tr.filled for tr in self._tracked.values())
+
+    async def balance_drift(self, ex: str, positions: Mapping[str, Decimal]) -> dict[str, str]:
+        """Assets where the ledger's bots hold more than ``ex``'s account total: {asset: "ledger X, exchange Y"}.
+
+        ``positions``: asset -> quantity the ledger says the bots hold there. The
+        account may hold more than the bots (other funds); only less is drift.
+        Raises what the balance read raises (after its retries).
+        """
+        balance = await self._read(ex, self.clients[ex].fetch_balance)
         totals = balance.get("total") or {}
-        for (pex, asset), held in positions.items():
-            if pex != ex or held <= 0:
+        drift = {}
+        for asset, held in positions.items():
+            if held <= 0:
                 continue
             have = _dec(totals.get(asset) or 0)
             if have < held:
                 drift[asset] = f"ledger {held}, exchange {have}"
-        return ReconcileOutcome(
-            ex, not drift, resolved, self.counters.fills - fills_before, resent, seen, drift
-        )
+        return drift
 
 
 def _fill(order: Order, t: Mapping[str, Any], fill_id: str, base: str, quote: str) -> Fill:

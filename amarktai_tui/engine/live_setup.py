@@ -1,0 +1,72 @@
+"""Build a live broker: one ccxt client per exchange the bots use, keys from the vault.
+
+Only the engine's start-up path calls this, after the account was switched
+to live (issue 5's confirmed switch); the secrets go from the keyring
+straight into the ccxt clients and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+
+from amarktai_tui.config import Settings
+from amarktai_tui.exchanges.clients import make_client
+from amarktai_tui.exchanges.live import CcxtBroker
+
+
+class LiveSetupError(RuntimeError):
+    """A live session cannot be built (a missing key); one line naming the exchange and the fix."""
+
+
+def credentials_from_vault(
+    settings: Settings, data_dir: Path, exchanges: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """Each exchange's saved key fields from the keyring. Raises LiveSetupError or VaultUnavailable."""
+    from amarktai_tui.vault.manager import KeyManager
+    from amarktai_tui.vault.providers import get_provider
+
+    store = KeyManager(settings, data_dir).store
+    out = {}
+    for ex in exchanges:
+        values = store.load(get_provider(ex))
+        if not values:
+            raise LiveSetupError(
+                f"no API key saved for {ex}: run `amarktai keys set {ex}` then `keys test {ex}`"
+            )
+        out[ex] = dict(values)
+    return out
+
+
+def make_live_broker(
+    settings: Settings,
+    exchanges: Iterable[str],
+    credentials: Mapping[str, Mapping[str, str]],
+    *,
+    price_hint: Callable[[str], Decimal | None] | None = None,
+    known_fill_ids: Iterable[str] = (),
+    resubmit_grace_s: float | None = None,
+) -> CcxtBroker:
+    """A CcxtBroker over ``exchanges`` with ``[exchanges.<id>]`` settings (sandbox, api_url, timeouts,
+    breaker). ``resubmit_grace_s`` defaults to twice the exchange timeout (the longest of them)."""
+    ids = sorted(set(exchanges))
+    clients = {}
+    for ex in ids:
+        cfg = settings.exchange(ex)
+        clients[ex] = make_client(
+            ex, credentials.get(ex), sandbox=cfg.sandbox, api_url=cfg.api_url, timeout_s=cfg.timeout_s
+        )
+    cfgs = [settings.exchange(ex) for ex in ids] or [settings.exchange("binance")]
+    grace = resubmit_grace_s if resubmit_grace_s is not None else 2 * max(c.timeout_s for c in cfgs)
+    return CcxtBroker(
+        clients,
+        poll_interval_s=min(c.poll_interval_s for c in cfgs),
+        resubmit_grace_s=grace,
+        breaker_limits={
+            ex: (settings.exchange(ex).breaker_failures, settings.exchange(ex).breaker_cooldown_s)
+            for ex in ids
+        },
+        price_hint=price_hint,
+        known_fill_ids=known_fill_ids,
+    )
