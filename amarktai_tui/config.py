@@ -26,7 +26,7 @@ from pydantic_settings import (
 
 from amarktai_tui.domain.enums import RiskMode, TradingMode
 from amarktai_tui.domain.types import split_pair, timeframe_to_ms
-from amarktai_tui.exchanges.registry import EXCHANGES, TOTAL_BOT_CAP
+from amarktai_tui.exchanges.registry import EXCHANGES, TOTAL_BOT_CAP, order_type_refusal
 
 
 class ConfigError(ValueError):
@@ -114,12 +114,17 @@ class BotSettings(_Section):
     """Exit when price falls this fraction below the highest high since entry."""
     sizing: Literal["fixed", "kelly"] = "fixed"
     """``fixed``: the risk mode's max notional per trade; ``kelly``: fractional Kelly, capped by it."""
+    order_type: Literal["market", "limit"] = "market"
+    """Entries as market orders, or as limit orders at the decision candle's close (exits stay market)."""
 
     @model_validator(mode="after")
     def _strategy(self) -> BotSettings:
         from amarktai_tui.strategies.registry import make_strategy
 
         make_strategy(self.strategy, self.params)  # raises StrategyParamError (a ValueError)
+        refusal = order_type_refusal(self.exchange, self.order_type)
+        if refusal:
+            raise ValueError(refusal)
         return self
 
 

@@ -18,7 +18,9 @@ from amarktai_tui.engine.events import BotCreated, BreakerReset
 from amarktai_tui.engine.lifecycle import check_transition
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.engine.spec import BotSpec, EngineError, record_of
-from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info
+from amarktai_tui.exchanges.api_breaker import ApiHealth
+from amarktai_tui.exchanges.live import CcxtBroker
+from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info, order_type_refusal
 from amarktai_tui.ledger.store import TripReset
 from amarktai_tui.risk.allocator import Allocation, AllocationPlan
 from amarktai_tui.risk.breakers import Breaker, Trip
@@ -39,6 +41,13 @@ class ResetResult:
 
 class TradingEngine(EngineCore):
     """The engine with its user commands (see ``core.EngineCore`` for the loop)."""
+
+    def api_health(self) -> dict[str, ApiHealth]:
+        """Each exchange API's breaker state, last error and call latency (exchange id -> health);
+        empty for a paper broker, which calls no exchange API."""
+        if isinstance(self.broker, CcxtBroker):
+            return self.broker.health()
+        return {}
 
     def runner_by_name(self, name: str) -> BotRunner:
         for r in self.runners.values():
@@ -109,6 +118,9 @@ class TradingEngine(EngineCore):
             raise EngineError(f"{len(self.runners)} bots exist; the limit is {TOTAL_BOT_CAP}")
         if spec.capital <= 0:
             raise EngineError("capital must be > 0")
+        refusal = order_type_refusal(spec.exchange, spec.order_type)
+        if refusal:
+            raise EngineError(refusal)
         rec = record_of(spec)
         now = self._clock()
         rec.id = await self.store.insert_bot(rec, now, spec.capital, split_pair(spec.pair)[1])

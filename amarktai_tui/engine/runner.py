@@ -189,6 +189,8 @@ class BotRunner:
         else:
             qty = self.book.position_qty
         limit = None if sig.limit_price is None else to_decimal(sig.limit_price)
+        if limit is None and side is Side.BUY and self.rec.order_type == "limit":
+            limit = to_decimal(c.close)  # a maker-style entry at the decision close
         return OrderIntent(
             client_order_id=client_order_id(self.rec.id, c.ts, side),
             bot_id=self.rec.id,

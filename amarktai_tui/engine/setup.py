@@ -120,6 +120,7 @@ def _spec(b: BotSettings) -> BotSpec:
         take_profit=b.take_profit,
         trailing_stop=b.trailing_stop,
         sizing=b.sizing,
+        order_type=b.order_type,
     )
 
 

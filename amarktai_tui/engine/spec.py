@@ -29,6 +29,7 @@ class BotSpec:
     take_profit: Decimal | None = None
     trailing_stop: Decimal | None = None
     sizing: str = "fixed"
+    order_type: str = "market"
 
 
 def record_of(spec: BotSpec) -> BotRecord:
@@ -50,4 +51,5 @@ def record_of(spec: BotSpec) -> BotRecord:
         stage=LifecycleStage.PAPER_TRAINING,
         last_candle_ts=None,
         sizing=spec.sizing,
+        order_type=spec.order_type,
     )

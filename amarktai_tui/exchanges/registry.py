@@ -152,6 +152,17 @@ EXCHANGES: dict[str, ExchangeInfo] = {
 TOTAL_BOT_CAP = sum(e.bot_cap for e in EXCHANGES.values())  # 45
 
 
+def order_type_refusal(exchange_id: str, order_type: str) -> str | None:
+    """Why a bot on ``exchange_id`` may not use ``order_type`` orders (one line), or None."""
+    info = EXCHANGES.get(exchange_id)
+    if info is not None and order_type == "limit" and not info.supports_limit:
+        return (
+            f"{info.name} trades by request-for-quote: market orders only; "
+            f'set order_type = "market" for bots on {info.id}'
+        )
+    return None
+
+
 def exchange_info(exchange_id: str) -> ExchangeInfo:
     """Look up a platform by id. Raises KeyError naming the valid ids."""
     try:

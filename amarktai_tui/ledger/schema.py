@@ -176,6 +176,8 @@ CREATE TABLE api_keys (
     updated_ts   INTEGER NOT NULL
 );
 
+ALTER TABLE bots ADD COLUMN order_type TEXT NOT NULL DEFAULT 'market';  -- entries: market | limit
+
 CREATE TABLE reconciliations (
     id        INTEGER PRIMARY KEY,
     ts        INTEGER NOT NULL,

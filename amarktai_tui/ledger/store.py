@@ -46,6 +46,7 @@ class BotRecord:
     stage: LifecycleStage
     last_candle_ts: int | None
     sizing: str = "fixed"  # "fixed": the risk mode's max notional; "kelly": fractional Kelly (risk.kelly)
+    order_type: str = "market"  # entries: "market", or "limit" at the decision candle's close
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,7 @@ class LedgerStore:
             cur = await self._conn.execute(
                 "INSERT INTO bots (name, exchange, pair, timeframe, strategy, params_json, risk_mode, capital,"
                 " stop_loss, take_profit, trailing_stop, state, state_reason, stage, last_candle_ts,"
-                " created_ts, updated_ts, sizing) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " created_ts, updated_ts, sizing, order_type) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rec.name,
                     rec.exchange,
@@ -184,6 +185,7 @@ class LedgerStore:
                     now_ms,
                     now_ms,
                     rec.sizing,
+                    rec.order_type,
                 ),
             )
             bot_id = int(cur.lastrowid or 0)
@@ -511,4 +513,5 @@ def _bot(r: sqlite3.Row) -> BotRecord:
         stage=LifecycleStage(r["stage"]),
         last_candle_ts=r["last_candle_ts"],
         sizing=r["sizing"],
+        order_type=r["order_type"],
     )

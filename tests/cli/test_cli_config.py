@@ -175,3 +175,11 @@ def test_the_example_bot_is_valid(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, "\n".join(block) + "\n"), required=True)
     (bot,) = s.bots
     assert bot.stop_loss is not None and bot.take_profit is not None and bot.trailing_stop is not None
+
+
+def test_limit_entries_are_refused_for_ovex_bots_with_the_reason(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, _bots('name = "o"\nexchange = "ovex"\npair = "BTC/ZAR"\norder_type = "limit"'))
+    assert "bots.0" in msg and "request-for-quote" in msg and "market" in msg
+    ok = load_settings(write(tmp_path, _bots('name = "o"\nexchange = "ovex"\npair = "BTC/ZAR"')))
+    assert ok.bots[0].order_type == "market"
+    assert load_settings(write(tmp_path, _bots('name = "b"\norder_type = "limit"'))).bots[0].order_type == "limit"

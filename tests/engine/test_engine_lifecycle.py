@@ -358,10 +358,13 @@ async def test_create_bot_validates_and_funds(tmp_path: Path) -> None:
             await engine.create_bot(dataclasses.replace(spec(f"l{n}", pair="BTC/ZAR"), exchange="luno"))
         with pytest.raises(EngineError, match="luno has 5 bots; its cap is 5"):
             await engine.create_bot(dataclasses.replace(spec("l5", pair="BTC/ZAR"), exchange="luno"))
+        ovex_limit = dataclasses.replace(spec("o1", pair="BTC/ZAR"), exchange="ovex", order_type="limit")
+        with pytest.raises(EngineError, match="OVEX trades by request-for-quote: market orders only"):
+            await engine.create_bot(ovex_limit)
     finally:
         await _close(engine)
     stored = bots(tmp_path)
-    assert sorted(stored) == ["l0", "l1", "l2", "l3", "l4", "new"]
+    assert sorted(stored) == ["l0", "l1", "l2", "l3", "l4", "new"]  # nothing of the refused ones
     conn = connect(tmp_path)
     try:
         funding = conn.execute(
@@ -395,3 +398,21 @@ async def test_new_capital_is_not_todays_profit_and_open_order_is_visible(tmp_pa
         assert engine.open_order(engine.runner_by_name("late").rec.id) is None
     finally:
         await _close(engine)
+
+
+async def test_limit_entries_rest_at_the_decision_close_and_exits_stay_market(tmp_path: Path) -> None:
+    engine, _ = await make_engine(tmp_path, [dataclasses.replace(spec("lim"), order_type="limit")])
+    cs = candles()
+    runner = next(iter(engine.runners.values()))
+    runner.strategy = Scripted(enter=[cs[5].ts], exit=[cs[40].ts])
+    try:
+        feed(engine, cs[:60])
+        await engine.flush()
+    finally:
+        await _close(engine)
+    conn = connect(tmp_path)
+    try:
+        rows = conn.execute("SELECT side, order_type, limit_price FROM orders ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert [tuple(r) for r in rows][:2] == [("buy", "limit", str(Decimal(repr(cs[5].close)))), ("sell", "market", None)]
