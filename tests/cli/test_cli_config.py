@@ -182,4 +182,7 @@ def test_limit_entries_are_refused_for_ovex_bots_with_the_reason(tmp_path: Path)
     assert "bots.0" in msg and "request-for-quote" in msg and "market" in msg
     ok = load_settings(write(tmp_path, _bots('name = "o"\nexchange = "ovex"\npair = "BTC/ZAR"')))
     assert ok.bots[0].order_type == "market"
-    assert load_settings(write(tmp_path, _bots('name = "b"\norder_type = "limit"'))).bots[0].order_type == "limit"
+    assert (
+        load_settings(write(tmp_path, _bots('name = "b"\norder_type = "limit"'))).bots[0].order_type
+        == "limit"
+    )

@@ -415,4 +415,7 @@ async def test_limit_entries_rest_at_the_decision_close_and_exits_stay_market(tm
         rows = conn.execute("SELECT side, order_type, limit_price FROM orders ORDER BY id").fetchall()
     finally:
         conn.close()
-    assert [tuple(r) for r in rows][:2] == [("buy", "limit", str(Decimal(repr(cs[5].close)))), ("sell", "market", None)]
+    assert [tuple(r) for r in rows][:2] == [
+        ("buy", "limit", str(Decimal(repr(cs[5].close)))),
+        ("sell", "market", None),
+    ]
