@@ -23,7 +23,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # loopback
 
-from live_helpers import ClockedFeed, live_settings
+from live_helpers import ClockedFeed, finish_session, live_settings, settle_orders
 
 from amarktai_tui.engine.live_setup import make_live_broker
 from amarktai_tui.engine.setup import ReplayArgs, open_engine
@@ -47,25 +47,15 @@ async def main(data_dir: Path, url: str, candle_dir: Path) -> None:
         async with http.get(f"{url}/api/v3/time") as r:
             server_now = int((await r.json())["serverTime"])
 
-        async def settle() -> None:
-            for _ in range(50):
-                if not broker.tracked:
-                    return
-                await broker.track_once()
-
         await broker.start(load_fees=False)
         engine, feed = await open_engine(
             settings, data_dir, ReplayArgs(files, speed=0, until_end=True), broker=broker
         )
         try:
-            await engine.run(ClockedFeed(feed, set_time, now_ms=server_now, settle=settle))
-            for _ in range(500):
-                if not broker.tracked:
-                    break
-                await broker.track_once()
-                engine.apply_broker_updates()
-            engine.apply_broker_updates()
-            await engine.flush()
+            await engine.run(
+                ClockedFeed(feed, set_time, now_ms=server_now, settle=lambda: settle_orders(broker))
+            )
+            await finish_session(engine, broker)
         finally:
             await broker.close()
             await engine.store.close()

@@ -87,6 +87,25 @@ class ClockedFeed:
             yield c
 
 
+async def settle_orders(broker: Any, passes: int = 50) -> None:
+    """Tracker passes until the broker follows no order (at most ``passes``): orders in flight resolve."""
+    for _ in range(passes):
+        if not broker.tracked:
+            return
+        await broker.track_once()
+
+
+async def finish_session(engine: Any, broker: Any) -> None:
+    """After the data ended: resolve what is still unknown or open, apply it, write everything."""
+    for _ in range(500):
+        if not broker.tracked:
+            break
+        await broker.track_once()
+        engine.apply_broker_updates()
+    engine.apply_broker_updates()
+    await engine.flush()
+
+
 def live_settings(tmp: Path, api_url: str, bots_per_pair: int = 3) -> Settings:
     """Bots on Binance BTC/USDT and ETH/USDT trading often (fast SMA crosses), breakers opened wide,
     the exchange at ``api_url`` with a short timeout (a loopback answers in milliseconds)."""

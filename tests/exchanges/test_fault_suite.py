@@ -20,7 +20,16 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from live_helpers import ClockedFeed, compare, ledger, live_settings, slice_files, start_ms
+from live_helpers import (
+    ClockedFeed,
+    compare,
+    finish_session,
+    ledger,
+    live_settings,
+    settle_orders,
+    slice_files,
+    start_ms,
+)
 from loopback.binance import BinanceLoopback
 
 from amarktai_tui.engine.live_setup import make_live_broker
@@ -57,21 +66,9 @@ async def test_thousands_of_orders_under_faults_end_with_the_ledger_equal_to_the
             settings, data, ReplayArgs([str(f) for f in files], speed=0, until_end=True), broker=broker
         )
 
-        async def settle() -> None:
-            for _ in range(50):
-                if not broker.tracked:
-                    return
-                await broker.track_once()
-
         try:
-            await engine.run(ClockedFeed(feed, srv.book.set_time, settle=settle))
-            for _ in range(500):  # the orders still unknown or open when the data ended
-                if not broker.tracked:
-                    break
-                await broker.track_once()
-                engine.apply_broker_updates()
-            engine.apply_broker_updates()
-            await engine.flush()
+            await engine.run(ClockedFeed(feed, srv.book.set_time, settle=lambda: settle_orders(broker)))
+            await finish_session(engine, broker)
         finally:
             await broker.close()
             await engine.store.close()
@@ -101,7 +98,7 @@ async def test_thousands_of_orders_under_faults_end_with_the_ledger_equal_to_the
     assert got["unresolved"] == [] and got["rejected_but_placed"] == []
     assert got["missing_fills"] == [] and got["extra_fills"] == [] and got["mismatched"] == []
     assert got["server_orders"] >= 1800 if candles >= 2000 else got["server_orders"] > 0
-    assert sum(state["faults"].values()) >= 100 and set(state["faults"]) == set(KINDS)
+    assert sum(state["faults"].values()) >= got["server_orders"] // 10 and set(state["faults"]) == set(KINDS)
     assert c.unknown > 0 and c.resends > 0  # the faults really hit orders in flight
     conn = sqlite3.connect(f"file:{db_path(data)}?mode=ro", uri=True)
     try:
