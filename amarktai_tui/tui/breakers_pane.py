@@ -1,4 +1,5 @@
-"""Breakers pane: every circuit breaker's reading, limit usage, trip history and the latest refusals.
+"""Breakers pane: every circuit breaker's reading, limit usage, trip history, the exchange APIs' own
+breakers (live only) and the latest refusals.
 
 Redrawn by the app's timer like the other panes, and only the parts whose
 inputs changed: the readings table touches changed cells only, the trip
@@ -24,6 +25,7 @@ from textual.widgets import Label
 
 from amarktai_tui.engine.core import RefusalEntry
 from amarktai_tui.engine.engine import TradingEngine
+from amarktai_tui.exchanges.api_breaker import ApiHealth, ApiState
 from amarktai_tui.ledger.reader import LedgerDataError, TripRow, refusals
 from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.risk.breakers import Breaker, Reading
@@ -72,7 +74,21 @@ HISTORY_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("by", "By", 4),
     ("reason", "Reason", 13),
 )
-_RIGHT = frozenset({"threshold", "value", "headroom", "used", "limit", "trip"})
+API_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("exchange", "Exchange", 10),
+    ("state", "API state", 9),
+    ("failures", "Failures", 8),
+    ("last_error", "Last error", 60),
+    ("retry", "Retry in", 8),
+    ("p50", "p50 ms", 7),
+    ("p99", "p99 ms", 7),
+)
+_RIGHT = frozenset(
+    {"threshold", "value", "headroom", "used", "limit", "trip", "failures", "retry", "p50", "p99"}
+)
+
+API_STATE_ROLE = {ApiState.CLOSED: "ok", ApiState.HALF_OPEN: "warn", ApiState.OPEN: "error"}
+PAPER_API_LINE = "paper: no exchange API in use"
 
 REFUSALS_SHOWN = 200
 """Refusals the tape keeps (the engine keeps the latest 200)."""
@@ -128,6 +144,81 @@ def _table(table_id: str, columns: tuple[tuple[str, str, int], ...], *, cursor: 
     return table
 
 
+def latency(ms: float | None) -> str:
+    """A latency in ms: ``-`` when no call was timed yet, one decimal under 10 ms, else whole ms."""
+    if ms is None:
+        return "-"
+    return f"{ms:.1f}" if ms < 10 else f"{ms:.0f}"
+
+
+class ApiHealthView(Vertical):
+    """Each exchange API's breaker (``TradingEngine.api_health``): a table when a live broker is in use,
+    else one dim line. ``health`` given at construction is drawn on mount."""
+
+    DEFAULT_CSS = """
+    ApiHealthView { height: auto; }
+    ApiHealthView > #api-paper { color: $text-muted; padding: 0 1; }
+    ApiHealthView > #api-table { height: auto; max-height: 7; }
+    """
+
+    def __init__(self, health: Mapping[str, ApiHealth] | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._initial = dict(health or {})
+        self._rows: dict[str, tuple[object, ...]] = {}
+        self._live: bool | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label(PAPER_API_LINE, id="api-paper")
+        yield Label("Exchange APIs", id="api-title", classes="section-title")
+        yield _table("api-table", API_COLUMNS, cursor=False)
+
+    def on_mount(self) -> None:
+        self.show(self._initial)
+
+    def show(self, health: Mapping[str, ApiHealth]) -> None:
+        """Draw ``health`` (exchange id -> ApiHealth); empty: the paper line. Only changed cells are drawn."""
+        live = bool(health)
+        if live != self._live:
+            self._live = live
+            self.query_one("#api-paper").display = not live
+            self.query_one("#api-title").display = live
+            self.query_one("#api-table").display = live
+        table = self.query_one("#api-table", StyledTable)
+        for gone in [ex for ex in self._rows if ex not in health]:
+            table.remove_row(gone)
+            del self._rows[gone]
+        for ex in sorted(health):
+            cells = self.cells(table, health[ex])
+            old = self._rows.get(ex)
+            if old is None:
+                table.add_row(*cells, key=ex)
+            elif old != cells:
+                for (col, _, _), new, was in zip(API_COLUMNS, cells, old, strict=True):
+                    if new != was:
+                        table.update_cell(ex, col, new)
+            self._rows[ex] = cells
+
+    @staticmethod
+    def cells(table: StyledTable, h: ApiHealth) -> tuple[Text | str, ...]:
+        """One exchange's row, in ``API_COLUMNS`` order; the state in its theme colour."""
+        failing = h.consecutive_failures > 0
+        retry = f"{h.retry_in_s:.0f} s" if h.state is ApiState.OPEN else "-"
+        return (
+            h.exchange,
+            table.styled(h.state.value, API_STATE_ROLE[h.state]),
+            _right(table.styled(str(h.consecutive_failures), "warn" if failing else "")),
+            table.styled(h.last_error or "-", "" if failing else "muted"),
+            _right(retry),
+            _right(latency(h.latency_p50_ms)),
+            _right(latency(h.latency_p99_ms)),
+        )
+
+    def invalidate(self) -> None:
+        """Forget the drawn cells and colours (after a theme change)."""
+        self.query_one("#api-table", StyledTable).reset_styles()
+        self._rows = {k: (None,) * len(API_COLUMNS) for k in self._rows}
+
+
 class BreakersPane(Vertical):
     """Readings (cursor = the selected breaker), limit usage, trip history and refusals."""
 
@@ -165,6 +256,7 @@ class BreakersPane(Vertical):
                 yield _table("limits-table", LIMIT_COLUMNS, cursor=False)
         yield Label("Trip history (newest at the bottom)", classes="section-title")
         yield _table("trips-table", HISTORY_COLUMNS, cursor=False)
+        yield ApiHealthView(id="api-health")
         yield Label("Latest refusals (newest at the bottom)", classes="section-title")
         yield Tape(REFUSAL_COLUMNS, max_rows=REFUSALS_SHOWN, id="refusals-tape")
 
@@ -195,6 +287,7 @@ class BreakersPane(Vertical):
         names = {i: r.rec.name for i, r in engine.runners.items()}
         self._show_readings(engine, names)
         self._show_limits(engine)
+        self.query_one(ApiHealthView).show(engine.api_health())
         if model.trips_version != self._history_version:
             self._show_history(model, names)
             self._history_version = model.trips_version
@@ -384,6 +477,7 @@ class BreakersPane(Vertical):
         """Forget what was drawn (colours changed with the theme): the next refresh redraws every cell."""
         for table_id in ("#breakers-table", "#limits-table", "#trips-table"):
             self.query_one(table_id, StyledTable).reset_styles()
+        self.query_one(ApiHealthView).invalidate()
         self._rows = {k: (None,) * len(BREAKER_COLUMNS) for k in self._rows}
         self._seen.clear()
         self._limit_rows = {k: (None,) * len(LIMIT_COLUMNS) for k in self._limit_rows}

@@ -10,9 +10,10 @@ Sources:
 - KuCoin: ``GET /api/v1/user/api-key`` (Get API Key Info), ``data.permission`` a
   comma-separated list such as ``General,Spot,Withdrawal`` (kucoin.com/docs, Account Info);
   ccxt ``privateGetUserApiKey``.
-- VALR: ``GET /v1/account/api-keys/current``, ``permissions`` a list of ``View access``,
-  ``Trade``, ``Withdraw``, ... (docs.valr.com, Account > API key info); the VALR adapter's
-  ``privateGetV1AccountApiKeysCurrent`` when it defines that call.
+- VALR: ``GET /v1/account/api-keys/current`` (docs.valr.com, Account > "Get current API key
+  info"): ``{"label", "permissions", "addedAt", ...}`` with ``permissions`` a list of levels
+  such as ``["View access", "Trade", "Withdraw"]``; the VALR adapter's
+  ``privateGetV1AccountApiKeysCurrent``.
 - Luno and OVEX publish no call that describes the key itself: unknown (None).
 """
 
@@ -40,10 +41,7 @@ async def _kucoin(client: Any) -> bool:
 
 
 async def _valr(client: Any) -> bool:
-    call = getattr(client, "privateGetV1AccountApiKeysCurrent", None)  # path "v1/account/api-keys/current"
-    if call is None:
-        raise NotImplementedError("the VALR adapter has no call for /v1/account/api-keys/current")
-    r = await call()
+    r = await client.privateGetV1AccountApiKeysCurrent()
     return any(str(p).strip().lower().startswith("withdraw") for p in r["permissions"])
 
 

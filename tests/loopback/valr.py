@@ -265,9 +265,11 @@ class ValrLoopback:
 
     ``balances``: asset -> free amount at the start (default 1,000,000 ZAR and
     100,000 USDT). ``seed``: seed of random fault rates set over
-    ``/_ctl/faults`` without one. Attributes: ``book`` (``ValrBook``),
-    ``faults`` (core.Faults), ``requests`` ((method, path) of every request but
-    ``/_ctl/*``), ``url`` once started.
+    ``/_ctl/faults`` without one. ``permissions``: what the key may do, as
+    ``GET /v1/account/api-keys/current`` lists it (default view and trade).
+    Attributes: ``book`` (``ValrBook``), ``faults`` (core.Faults),
+    ``permissions`` (a list: tests may change it), ``requests`` ((method, path)
+    of every request but ``/_ctl/*``), ``url`` once started.
     """
 
     def __init__(
@@ -279,7 +281,10 @@ class ValrLoopback:
         secret: str = "loopback-secret",
         split_trades: int = 1,
         seed: int = 0,
+        permissions: tuple[str, ...] = ("View access", "Trade"),
     ) -> None:
+        self.start_ms = start_ms
+        self.permissions = list(permissions)
         self.book = ValrBook(
             {s: (p.base, p.quote) for s, p in PAIRS.items()},
             {s: rows(s) for s in PAIRS},
@@ -316,6 +321,7 @@ class ValrLoopback:
             app.router.add_get(path, self._public(fn))
         private: list[tuple[str, str, Callable[[web.Request, dict[str, Any]], web.Response]]] = [
             ("GET", "/v1/account/balances", self._balances),
+            ("GET", "/v1/account/api-keys/current", self._api_key_info),
             ("GET", "/v1/account/{pair}/tradehistory", self._trade_history),
             ("GET", "/v1/orders/open", self._open_orders),
             ("GET", "/v1/orders/history/summary/orderid/{orderId}", self._summary_by_id),
@@ -528,6 +534,13 @@ class ValrLoopback:
             }
             for a, b in self.book.balances.items()
         ]
+        return web.json_response(body)
+
+    def _api_key_info(self, request: web.Request, params: dict[str, Any]) -> web.Response:
+        """docs.valr.com "Get current API key info": label, permissions ("View access", "Trade",
+        "Withdraw", ...) and when it was added; the IP and withdrawal-address lists are left out
+        (VALR returns them only when the key has them)."""
+        body = {"label": "loopback key", "permissions": self.permissions, "addedAt": iso(self.start_ms)}
         return web.json_response(body)
 
     def _trade_history(self, request: web.Request, params: dict[str, Any]) -> web.Response:

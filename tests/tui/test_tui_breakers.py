@@ -7,23 +7,28 @@ With the default ``[risk]`` settings the demo bots trip breakers on the real
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from textual.widgets import DataTable, RichLog, Static
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, Label, RichLog, Static
 from tui_helpers import SIZE, commands_done, replay_done, spy_notify, workers_done
 
 from amarktai_tui.config import load_settings
 from amarktai_tui.domain.enums import BotState
 from amarktai_tui.engine.events import BreakerReset, BreakerTripped, Event, EventBus
+from amarktai_tui.exchanges.api_breaker import ApiHealth, ApiState
 from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.risk.breakers import Breaker, Trip
-from amarktai_tui.tui import fmt
+from amarktai_tui.tui import breakers_pane, fmt
 from amarktai_tui.tui.app import AmarktaiApp, _all_bindings
-from amarktai_tui.tui.breakers_pane import BreakersPane, figure, reading_key
+from amarktai_tui.tui.bots_pane import StyledTable
+from amarktai_tui.tui.breakers_pane import PAPER_API_LINE, ApiHealthView, BreakersPane, figure, reading_key
 from amarktai_tui.tui.header import AppHeader
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.reset_breaker import ResetBreakerScreen
+from amarktai_tui.tui.themes import THEME_VARIABLES
 from amarktai_tui.tui.widgets.tape import Tape
 
 MakeApp = Callable[..., AmarktaiApp]
@@ -263,3 +268,104 @@ def test_breakers_tab_snapshot(snap_compare: Any, make_app: MakeApp) -> None:
                 break
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_a_paper_app_says_no_exchange_api_is_in_use(make_app: MakeApp) -> None:
+    app = default_app(make_app)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_breakers(app, pilot)
+        assert app.engine is not None and app.engine.api_health() == {}  # a paper broker
+        line = app.query_one("#api-paper", Label)
+        assert line.display and str(line.content) == PAPER_API_LINE == "paper: no exchange API in use"
+        assert line.region.height == 1
+        assert line.styles.auto_color and line.styles.color.a < 1  # dim: the theme's $text-muted
+        assert not app.query_one("#api-title").display and not app.query_one("#api-table").display
+
+
+class ApiHost(App[None]):
+    """The pane's API table alone, with the app's stylesheet and theme variables."""
+
+    CSS_PATH = str(Path(breakers_pane.__file__).with_name("app.tcss"))
+
+    def __init__(self, health: Mapping[str, ApiHealth]) -> None:
+        super().__init__()
+        self.health = health
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(THEME_VARIABLES)
+
+    def compose(self) -> ComposeResult:
+        yield ApiHealthView(self.health, id="api-health")
+
+
+def health(
+    ex: str,
+    state: ApiState,
+    failures: int = 0,
+    error: str = "",
+    retry_in_s: float = 0.0,
+    p50: float | None = None,
+    p99: float | None = None,
+) -> ApiHealth:
+    return ApiHealth(ex, state, failures, error, retry_in_s, p50, p99, calls=100, errors=failures)
+
+
+LIVE_HEALTH = {
+    "binance": health(
+        "binance", ApiState.OPEN, 5, "ExchangeNotAvailable: binance GET /api/v3/order 503", 42.4, 12.3, 250.0
+    ),
+    "valr": health("valr", ApiState.CLOSED, p50=3.4, p99=None),
+    "kucoin": health("kucoin", ApiState.HALF_OPEN, 6, "RequestTimeout: kucoin GET /api/v1/orders", 0.0),
+}
+
+
+async def test_the_exchange_api_table_shows_each_breaker_in_its_colour() -> None:
+    host = ApiHost(LIVE_HEALTH)
+    async with host.run_test(size=SIZE) as pilot:
+        view = host.query_one(ApiHealthView)
+        table = host.query_one("#api-table", StyledTable)
+        assert not host.query_one("#api-paper").display and table.display
+        assert host.query_one("#api-title", Label).display
+
+        def row(ex: str) -> list[str]:
+            return [str(c) for c in table.get_row(ex)]
+
+        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["binance", "kucoin", "valr"]
+        assert row("binance") == [
+            "binance",
+            "open",
+            "5",
+            "ExchangeNotAvailable: binance GET /api/v3/order 503",
+            "42 s",
+            "12",
+            "250",
+        ]
+        assert row("kucoin") == [
+            "kucoin",
+            "half_open",
+            "6",
+            "RequestTimeout: kucoin GET /api/v1/orders",
+            "-",  # half open: the probe may go now
+            "-",  # no call timed yet
+            "-",
+        ]
+        assert row("valr") == ["valr", "closed", "0", "-", "-", "3.4", "-"]
+
+        def colour(ex: str) -> Any:
+            return table.get_cell(ex, "state").style.color  # type: ignore[union-attr]
+
+        theme = host.current_theme.to_color_system().generate()
+        assert colour("binance").name == THEME_VARIABLES["breaker-tripped"]  # open: the tripped colour
+        assert colour("kucoin").name == theme["warning"].lower()
+        assert colour("valr").name == theme["success"].lower()
+
+        # the next frame: binance's probe went through, VALR is gone (only changed cells are drawn)
+        view.show({"binance": health("binance", ApiState.CLOSED, p50=11.0, p99=30.0)})
+        await pilot.pause()
+        assert table.row_count == 1
+        assert row("binance") == ["binance", "closed", "0", "-", "-", "11", "30"]
+        assert colour("binance").name == theme["success"].lower()
+
+        view.show({})  # no live broker any more: the paper line
+        await pilot.pause()
+        assert host.query_one("#api-paper").display and not table.display

@@ -100,6 +100,10 @@ class Valr(ccxt_async.Exchange):  # type: ignore[misc]
     )
     public_get_v1_public_pair_buckets = publicGetV1PublicPairBuckets = _public("v1/public/{pair}/buckets", 1)
     private_get_v1_account_balances = privateGetV1AccountBalances = _private("v1/account/balances")
+    # the calling key's label and permissions ("View access", "Trade", "Withdraw", ...)
+    private_get_v1_account_api_keys_current = privateGetV1AccountApiKeysCurrent = _private(
+        "v1/account/api-keys/current"
+    )
     private_get_v1_account_pair_tradehistory = privateGetV1AccountPairTradehistory = _private(
         "v1/account/{pair}/tradehistory"
     )
