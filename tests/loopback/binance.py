@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import contextlib
 import hashlib
 import hmac
 import json
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -41,7 +40,16 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from loopback.core import Book, Faults, SimError, SimOrder, Trade, control_routes, fault_middleware, serve
+from loopback.core import (
+    Book,
+    Faults,
+    LoopbackServer,
+    SimError,
+    SimOrder,
+    Trade,
+    control_routes,
+    fault_middleware,
+)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EXCHANGE_INFO = DATA / "ccxt_static" / "binance-exchangeInfo.json"
@@ -91,7 +99,7 @@ def sim_error(e: SimError) -> web.Response:
     return error(code, msg, status)
 
 
-class BinanceLoopback:
+class BinanceLoopback(LoopbackServer):
     """One Binance spot account served on 127.0.0.1 (see the module doc).
 
     ``balances``: asset -> free amount at the start (default 100,000 USDT).
@@ -112,6 +120,7 @@ class BinanceLoopback:
         split_trades: int = 1,
         seed: int = 0,
     ) -> None:
+        super().__init__()
         self.book = Book(
             MARKETS,
             {s: rows(s, "5m") for s in MARKETS},
@@ -138,16 +147,13 @@ class BinanceLoopback:
             "enableFixReadOnly": False,
             "enablePortfolioMarginTrading": False,
         }
-        self.requests: list[tuple[str, str]] = []
-        self.url: str | None = None
-        self._runner: web.AppRunner | None = None
         self._filters = {
             s["symbol"]: {f["filterType"]: f for f in s["filters"]} for s in exchange_info()["symbols"]
         }
 
     # -- lifecycle ---------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record, fault_middleware(self.faults, self._fault_response)])
+        app = web.Application(middlewares=[self.record, fault_middleware(self.faults, self._fault_response)])
         control_routes(app, self.book, self.faults)
         public: dict[str, Callable[[dict[str, str]], web.Response]] = {
             "/api/v3/ping": lambda p: web.json_response({}),
@@ -181,35 +187,7 @@ class BinanceLoopback:
             app.router.add_route(method, path, self._signed(fn))
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1:``port`` (0: any free port); returns and sets ``url``."""
-        self._runner, self.url = await serve(self.app(), port)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def running(cls, **kw: Any) -> AsyncIterator[BinanceLoopback]:
-        """``async with BinanceLoopback.running(start_ms=...) as server:`` started, stopped on exit."""
-        server = cls(**kw)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
-
     # -- plumbing ----------------------------------------------------------
-    @web.middleware
-    async def _record(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if not request.path.startswith("/_ctl/"):
-            self.requests.append((request.method, request.path))
-        return await handler(request)
 
     @staticmethod
     def _fault_response(kind: str) -> web.Response:

@@ -32,12 +32,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import fnmatch
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -734,3 +735,48 @@ async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str
     assert isinstance(server, asyncio.Server)
     bound = server.sockets[0].getsockname()[1]
     return runner, f"http://127.0.0.1:{bound}"
+
+
+class LoopbackServer:
+    """What every loopback exchange server shares: start/stop on 127.0.0.1, ``running()``, and
+    ``requests`` ((method, path) of every request but ``/_ctl/*``, via the ``record`` middleware).
+
+    Subclasses call ``super().__init__()`` and build their routes in ``app()``.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.url: str | None = None
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self, port: int = 0) -> str:
+        """Serve on 127.0.0.1:``port`` (0: any free port); returns and sets ``url``."""
+        self._runner, self.url = await serve(self.app(), port)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, **kw: Any) -> AsyncIterator[Self]:
+        """``async with Server.running(...) as server:`` started, stopped on exit."""
+        server = cls(**kw)
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+    @web.middleware
+    async def record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/_ctl/"):
+            self.requests.append((request.method, request.path))
+        return await handler(request)

@@ -26,9 +26,8 @@ recorded answers 404 ``ErrNotFound``. ``faults`` (core.Faults) applies to every 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
-from loopback.core import Faults, fault_middleware, serve
+from loopback.core import Faults, LoopbackServer, fault_middleware
 
 STATIC = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ccxt_static"
 
@@ -148,7 +147,7 @@ def recorded_calls() -> list[Recorded]:
     return calls
 
 
-class LunoLoopback:
+class LunoLoopback(LoopbackServer):
     """Luno's recorded answers on 127.0.0.1 (see the module doc).
 
     Attributes: ``calls`` (the recorded calls served), ``faults``, ``requests``
@@ -156,13 +155,11 @@ class LunoLoopback:
     """
 
     def __init__(self, *, api_key: str = "loopback-key", secret: str = "loopback-secret") -> None:
+        super().__init__()
         self.api_key = api_key
         self.secret = secret
         self.faults = Faults()
         self.calls = recorded_calls()
-        self.requests: list[tuple[str, str]] = []
-        self.url: str | None = None
-        self._runner: web.AppRunner | None = None
         self._answers: dict[tuple[str, str, frozenset[tuple[str, str]]], Any] = {}
         for call in self.calls:
             self._answers.setdefault((call.http_method, call.path, frozenset(call.query)), call.body)
@@ -175,26 +172,6 @@ class LunoLoopback:
         app = web.Application(middlewares=[self._record, fault_middleware(self.faults)])
         app.router.add_route("*", "/{tail:.*}", self._answer)
         return app
-
-    async def start(self, port: int = 0) -> str:
-        self._runner, self.url = await serve(self.app(), port)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def running(cls, **kw: Any) -> AsyncIterator[LunoLoopback]:
-        """``async with LunoLoopback.running() as server:`` started, stopped on exit."""
-        server = cls(**kw)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
 
     @web.middleware
     async def _record(

@@ -52,12 +52,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
@@ -67,7 +66,17 @@ from typing import Any
 
 from aiohttp import web
 
-from loopback.core import Q8, Book, Faults, SimError, SimOrder, control_routes, fault_middleware, q8, serve
+from loopback.core import (
+    Q8,
+    Book,
+    Faults,
+    LoopbackServer,
+    SimError,
+    SimOrder,
+    control_routes,
+    fault_middleware,
+    q8,
+)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ZAR_PER_USDT = Decimal(18)
@@ -217,7 +226,7 @@ class Quote:
         return out
 
 
-class OvexLoopback:
+class OvexLoopback(LoopbackServer):
     """One OVEX account served on 127.0.0.1 (see the module doc).
 
     ``balances``: asset (upper case) -> free amount at the start (default
@@ -240,6 +249,7 @@ class OvexLoopback:
         spread: Decimal = Decimal("0.002"),
         seed: int = 0,
     ) -> None:
+        super().__init__()
         self.book = OvexBook(
             {m.id: (m.base, m.quote) for m in MARKETS.values()},
             {m.id: rows(m.id) for m in MARKETS.values()},  # type: ignore[misc]
@@ -253,16 +263,13 @@ class OvexLoopback:
         self.quote_ttl_ms = quote_ttl_ms
         self.spread = Decimal(spread)
         self.quotes: dict[str, Quote] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.url: str | None = None
         self._rng = random.Random(seed)
         self._stalls: list[int] = []  # ms to advance the clock after each of the next quotes
-        self._runner: web.AppRunner | None = None
         self._quote_of_trade: dict[int, Quote] = {}
 
     # -- lifecycle ---------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record, fault_middleware(self.faults)])
+        app = web.Application(middlewares=[self.record, fault_middleware(self.faults)])
         control_routes(app, self.book, self.faults)
         app.router.add_post("/_ctl/quote_stall", self._ctl_stall)
         app.router.add_get(f"{API}/markets", self._markets)
@@ -272,39 +279,11 @@ class OvexLoopback:
         app.router.add_get(f"{API}/accounts", self._private(self._accounts))
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1:``port`` (0: any free port); returns and sets ``url``."""
-        self._runner, self.url = await serve(self.app(), port)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def running(cls, **kw: Any) -> AsyncIterator[OvexLoopback]:
-        """``async with OvexLoopback.running(start_ms=...) as server:`` started, stopped on exit."""
-        server = cls(**kw)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
-
     def stall_quotes(self, ms: int, count: int = 1) -> None:
         """Right after each of the next ``count`` quotes, move the clock ``ms`` forward."""
         self._stalls.extend([int(ms)] * count)
 
     # -- plumbing ----------------------------------------------------------
-    @web.middleware
-    async def _record(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if not request.path.startswith("/_ctl/"):
-            self.requests.append((request.method, request.path))
-        return await handler(request)
 
     def _authorised(self, request: web.Request) -> bool | None:
         """True for the right bearer token, False for a wrong one, None when there is no header."""

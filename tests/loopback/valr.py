@@ -45,14 +45,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import contextlib
 import hashlib
 import hmac
 import json
 import re
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
@@ -65,6 +64,7 @@ from aiohttp import web
 from loopback.core import (
     Book,
     Faults,
+    LoopbackServer,
     SimError,
     SimOrder,
     Trade,
@@ -72,7 +72,6 @@ from loopback.core import (
     fault_middleware,
     q8,
     q12,
-    serve,
     to_decimal,
 )
 
@@ -260,7 +259,7 @@ class _Reply(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-class ValrLoopback:
+class ValrLoopback(LoopbackServer):
     """One VALR account served on 127.0.0.1 (see the module doc).
 
     ``balances``: asset -> free amount at the start (default 1,000,000 ZAR and
@@ -283,6 +282,7 @@ class ValrLoopback:
         seed: int = 0,
         permissions: tuple[str, ...] = ("View access", "Trade"),
     ) -> None:
+        super().__init__()
         self.start_ms = start_ms
         self.permissions = list(permissions)
         self.book = ValrBook(
@@ -298,9 +298,6 @@ class ValrLoopback:
         self.faults = Faults(seed=seed)
         self.api_key = api_key
         self.secret = secret
-        self.requests: list[tuple[str, str]] = []
-        self.url: str | None = None
-        self._runner: web.AppRunner | None = None
         self._seq = 0
         self._seq_of: dict[int, int] = {}  # sim order id -> placement sequence
         self._meta: dict[int, tuple[bool, str]] = {}  # sim order id -> (postOnly, timeInForce)
@@ -309,7 +306,7 @@ class ValrLoopback:
 
     # -- lifecycle ---------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record, fault_middleware(self.faults, self._fault_response)])
+        app = web.Application(middlewares=[self.record, fault_middleware(self.faults, self._fault_response)])
         control_routes(app, self.book, self.faults)
         public: list[tuple[str, Callable[[web.Request], web.Response]]] = [
             ("/v1/public/pairs", self._pairs),
@@ -335,35 +332,7 @@ class ValrLoopback:
             app.router.add_route(method, path, self._private(pfn))
         return app
 
-    async def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1:``port`` (0: any free port); returns and sets ``url``."""
-        self._runner, self.url = await serve(self.app(), port)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def running(cls, **kw: Any) -> AsyncIterator[ValrLoopback]:
-        """``async with ValrLoopback.running(start_ms=...) as server:`` started, stopped on exit."""
-        server = cls(**kw)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
-
     # -- plumbing ----------------------------------------------------------
-    @web.middleware
-    async def _record(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if not request.path.startswith("/_ctl/"):
-            self.requests.append((request.method, request.path))
-        return await handler(request)
 
     @staticmethod
     def _fault_response(kind: str) -> web.Response:
