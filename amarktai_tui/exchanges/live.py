@@ -55,7 +55,6 @@ from ccxt.base.errors import (
     BadResponse,
     BadSymbol,
     DuplicateOrderId,
-    ExchangeError,
     InsufficientFunds,
     InvalidOrder,
     NetworkError,
@@ -756,4 +755,4 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-__all__ = ["ApiUnavailable", "CcxtBroker", "ExchangeError", "ReconcileOutcome"]
+__all__ = ["ApiUnavailable", "CcxtBroker", "ReconcileOutcome"]
