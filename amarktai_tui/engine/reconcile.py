@@ -46,8 +46,8 @@ async def reconcile_live(engine: EngineCore, broker: CcxtBroker) -> list[Reconci
         engine._inflight[order.client_order_id] = order
     outcomes = await broker.reconcile(active)
     engine.apply_broker_updates()
-    for _ in range(SETTLE_PASSES):  # fills a lookup saw but a faulty read did not bring yet
-        if not broker.fills_outstanding():
+    for _ in range(SETTLE_PASSES):  # orders whose fills are not in yet: balances are compared after them
+        if not broker.unsettled():
             break
         await broker.track_once()
         engine.apply_broker_updates()

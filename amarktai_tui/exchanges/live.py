@@ -105,6 +105,7 @@ class _Tracked:
     filled: Decimal = Decimal(0)  # quantity of the fills emitted (gross of base-asset fees)
     cancel: str = ""  # reason, when a cancel was asked for
     seen_filled: Decimal = Decimal(0)  # the exchange's filled quantity at the last lookup
+    looked_up: bool = False  # found by a lookup since it was last sent (its fills are then known)
     lookups_missing: int = 0
 
 
@@ -335,6 +336,7 @@ class CcxtBroker:
             amount = amount * hint
         price = float(order.limit_price) if order.limit_price is not None else None
         tr.sends += 1
+        tr.looked_up = False
         self.counters.sends += 1
         if tr.sends > 1:
             self.counters.resends += 1
@@ -444,6 +446,7 @@ class CcxtBroker:
             return
         was_unknown = tr.unknown_since is not None
         tr.unknown_since = None
+        tr.looked_up = True
         tr.lookups_missing = 0
         xid = _str_or_none(found.get("id"))
         if xid and xid != tr.exchange_order_id:
@@ -676,9 +679,11 @@ class CcxtBroker:
             )
         return ReconcileOutcome(ex, True, resolved, self.counters.fills - fills_before, resent, seen, {})
 
-    def fills_outstanding(self) -> bool:
-        """Some followed order has fills at the exchange not yet fetched (a lookup saw more filled)."""
-        return any(tr.seen_filled > tr.filled for tr in self._tracked.values())
+    def unsettled(self) -> bool:
+        """Some followed order's effect on the balances may not be in the updates yet: it was sent and
+        not found by a lookup since (a resend may have traded at once), or a lookup saw fills not yet
+        fetched."""
+        return any(not tr.looked_up or tr.seen_filled > tr.filled for tr in self._tracked.values())
 
     async def balance_drift(self, ex: str, positions: Mapping[str, Decimal]) -> dict[str, str]:
         """Assets where the ledger's bots hold more than ``ex``'s account total: {asset: "ledger X, exchange Y"}.

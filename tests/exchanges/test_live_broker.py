@@ -249,7 +249,9 @@ async def test_reconcile_recovers_fills_and_resends_what_never_arrived(server: B
     await broker.start(load_fees=False, track=False)
     try:
         outcomes = await broker.reconcile([order("am1-r-b0", qty="0.02"), order("am2-r-b0")])
+        assert broker.unsettled()  # am2 was just resent and filled at once: not looked up yet
         ups = broker.drain() + await settle(broker, clock)
+        assert not broker.unsettled()
     finally:
         await broker.close()
     (o,) = outcomes
