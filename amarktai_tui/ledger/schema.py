@@ -190,7 +190,46 @@ CREATE TABLE reconciliations (
 CREATE INDEX reconciliations_ts ON reconciliations(exchange, ts);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+_V4 = """
+-- issue 5: bot lifecycle stages (audited), the account trading mode (audited; the newest row is
+-- the mode in force, none = paper)
+ALTER TABLE bots ADD COLUMN stage TEXT NOT NULL DEFAULT 'paper_training';
+    -- paper_training | eligible_for_live | live | quarantined (domain.enums.LifecycleStage)
+ALTER TABLE bots ADD COLUMN stage_ts INTEGER;         -- ms UTC (market time) the stage was entered
+
+CREATE TABLE stage_changes (
+    id         INTEGER PRIMARY KEY,
+    ts         INTEGER NOT NULL,                       -- ms UTC
+    bot_id     INTEGER NOT NULL REFERENCES bots(id),
+    from_stage TEXT NOT NULL,
+    to_stage   TEXT NOT NULL,
+    actor      TEXT NOT NULL,                          -- user | cli | ai | engine
+    reason     TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+    figures    TEXT NOT NULL DEFAULT ''                -- JSON: the criteria as measured
+);
+CREATE INDEX stage_changes_bot ON stage_changes(bot_id, ts);
+
+CREATE TABLE mode_switches (
+    id         INTEGER PRIMARY KEY,
+    ts         INTEGER NOT NULL,                       -- ms UTC (wall clock)
+    from_mode  TEXT NOT NULL,
+    to_mode    TEXT NOT NULL CHECK (to_mode IN ('paper', 'live')),
+    actor      TEXT NOT NULL,                          -- user | cli | engine
+    reason     TEXT NOT NULL DEFAULT '',
+    doctor     TEXT NOT NULL DEFAULT ''                -- JSON: the readiness checks that allowed it
+);
+
+CREATE TRIGGER stage_changes_no_update BEFORE UPDATE ON stage_changes
+BEGIN SELECT RAISE(ABORT, 'stage_changes are append-only'); END;
+CREATE TRIGGER stage_changes_no_delete BEFORE DELETE ON stage_changes
+BEGIN SELECT RAISE(ABORT, 'stage_changes are append-only'); END;
+CREATE TRIGGER mode_switches_no_update BEFORE UPDATE ON mode_switches
+BEGIN SELECT RAISE(ABORT, 'mode_switches are append-only'); END;
+CREATE TRIGGER mode_switches_no_delete BEFORE DELETE ON mode_switches
+BEGIN SELECT RAISE(ABORT, 'mode_switches are append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
