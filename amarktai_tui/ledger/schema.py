@@ -193,8 +193,7 @@ CREATE INDEX reconciliations_ts ON reconciliations(exchange, ts);
 _V4 = """
 -- issue 5: bot lifecycle stages (audited), the account trading mode (audited; the newest row is
 -- the mode in force, none = paper)
-ALTER TABLE bots ADD COLUMN stage TEXT NOT NULL DEFAULT 'paper_training';
-    -- paper_training | eligible_for_live | live | quarantined (domain.enums.LifecycleStage)
+-- bots.stage (v1) holds the current stage: domain.enums.LifecycleStage
 ALTER TABLE bots ADD COLUMN stage_ts INTEGER;         -- ms UTC (market time) the stage was entered
 
 CREATE TABLE stage_changes (
