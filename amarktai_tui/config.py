@@ -222,7 +222,11 @@ class ExchangeSettings(_Section):
     breaker_cooldown_s: float = Field(default=60.0, gt=0)
     """Seconds the API breaker stays open before one probe call is let through."""
     poll_interval_s: float = Field(default=2.0, gt=0)
-    """How often open and unknown orders are looked up (exchanges without a websocket)."""
+    """How often open and unknown orders are looked up (exchanges without a websocket, or while it is down)."""
+    websocket: bool = True
+    """Follow orders over the exchange's websocket (ccxt.pro ``watch_orders``) where it has one."""
+    ws_poll_interval_s: float = Field(default=30.0, gt=0)
+    """How often open orders are still looked up while the websocket is connected (a safety net)."""
 
 
 class KeysSettings(_Section):

@@ -55,13 +55,19 @@ def make_live_broker(
     for ex in ids:
         cfg = settings.exchange(ex)
         clients[ex] = make_client(
-            ex, credentials.get(ex), sandbox=cfg.sandbox, api_url=cfg.api_url, timeout_s=cfg.timeout_s
+            ex,
+            credentials.get(ex),
+            sandbox=cfg.sandbox,
+            api_url=cfg.api_url,
+            timeout_s=cfg.timeout_s,
+            websocket=cfg.websocket,
         )
     cfgs = [settings.exchange(ex) for ex in ids] or [settings.exchange("binance")]
     grace = resubmit_grace_s if resubmit_grace_s is not None else 2 * max(c.timeout_s for c in cfgs)
     return CcxtBroker(
         clients,
         poll_interval_s=min(c.poll_interval_s for c in cfgs),
+        ws_poll_interval_s=min(c.ws_poll_interval_s for c in cfgs),
         resubmit_grace_s=grace,
         breaker_limits={
             ex: (settings.exchange(ex).breaker_failures, settings.exchange(ex).breaker_cooldown_s)

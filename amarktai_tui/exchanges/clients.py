@@ -12,7 +12,10 @@ Settings applied here, for every exchange:
 - ``sandbox``: ``set_sandbox_mode(True)`` (raises NotSupported where the
   exchange has no testnet: the message names the exchange);
 - ``api_url``: the scheme and host of every API URL replaced, paths kept
-  (``https://api.binance.com/api/v3`` -> ``http://127.0.0.1:8900/api/v3``).
+  (``https://api.binance.com/api/v3`` -> ``http://127.0.0.1:8900/api/v3``;
+  websocket URLs keep a websocket scheme: ``wss://...`` -> ``ws://127.0.0.1:8900/...``);
+- ``websocket``: the ccxt.pro class (REST and websocket in one client) where
+  ccxt has one, so the broker can follow orders with ``watch_orders``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 
 from amarktai_tui.exchanges.registry import exchange_info
 
@@ -41,10 +45,15 @@ CREDENTIAL_FIELDS: dict[str, str] = {
 """Vault field name -> ccxt credential attribute."""
 
 
-def exchange_class(exchange_id: str) -> type[Any]:
-    """The ccxt (async) class for ``exchange_id``: built-in or adapter. Raises KeyError if unknown."""
+def exchange_class(exchange_id: str, *, websocket: bool = False) -> type[Any]:
+    """The ccxt (async) class for ``exchange_id``: built-in or adapter. Raises KeyError if unknown.
+
+    ``websocket``: the ccxt.pro subclass where ccxt has one (the adapters have none).
+    """
     info = exchange_info(exchange_id)
     if info.ccxt_id is not None:
+        if websocket and hasattr(ccxt_pro, info.ccxt_id):
+            return getattr(ccxt_pro, info.ccxt_id)  # type: ignore[no-any-return]
         return getattr(ccxt_async, info.ccxt_id)  # type: ignore[no-any-return]
     module, _, name = ADAPTERS[exchange_id].partition(":")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
@@ -57,6 +66,7 @@ def make_client(
     sandbox: bool = False,
     api_url: str | None = None,
     timeout_s: float = 10.0,
+    websocket: bool = False,
 ) -> Any:
     """A new async ccxt client for ``exchange_id`` with the app's settings (see the module doc).
 
@@ -65,7 +75,7 @@ def make_client(
     (``await client.close()``). Raises KeyError for an unknown exchange and
     ccxt's NotSupported when ``sandbox`` is asked of an exchange without one.
     """
-    cls = exchange_class(exchange_id)
+    cls = exchange_class(exchange_id, websocket=websocket)
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": int(timeout_s * 1000),
@@ -89,12 +99,17 @@ def make_client(
 def replace_origin(urls: Any, origin: str) -> Any:
     """Every URL string in ``urls`` (a str, or nested dicts of them) with ``origin`` as scheme+host.
 
-    ``origin`` is ``scheme://host[:port]`` with no path. Paths and queries are kept.
+    ``origin`` is ``scheme://host[:port]`` with no path. Paths and queries are kept; a websocket
+    URL keeps a websocket scheme (``wss`` for an ``https`` origin, else ``ws``).
     """
     if isinstance(urls, str):
         parts = urlsplit(urls)
         rest = urls[len(f"{parts.scheme}://{parts.netloc}") :] if parts.netloc else urls
-        return origin.rstrip("/") + rest
+        base = origin.rstrip("/")
+        if parts.scheme in ("ws", "wss"):
+            target = urlsplit(base)
+            base = f"{'wss' if target.scheme == 'https' else 'ws'}://{target.netloc}"
+        return base + rest
     if isinstance(urls, dict):
         return {k: replace_origin(v, origin) for k, v in urls.items()}
     return urls

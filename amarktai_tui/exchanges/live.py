@@ -18,8 +18,12 @@ The order's life, and the rules that keep the ledger equal to the exchange:
      looks it up by client order id. Found: tracked as open. Not found after
      ``resubmit_grace_s``: sent again with the *same* client order id (so the
      exchange can refuse a double), at most ``max_sends`` times in all.
-3. The tracker polls open and unknown orders every ``poll_interval_s``
-   (woken at once after a submission). New fills are fetched with
+3. The tracker looks up open and unknown orders every ``poll_interval_s``,
+   and at once the order it was just told about: a submission, a cancel, or an
+   update pushed over the exchange's websocket (``order_stream``, ccxt.pro
+   ``watch_orders``, where the exchange has one). While an exchange's stream
+   stays connected, its full passes slow to ``ws_poll_interval_s`` (a safety
+   net); a dropped or new connection brings a full pass at once. New fills are fetched with
    ``fetch_my_trades`` and become ``Fill`` rows keyed ``<exchange>:<trade id>``,
    so each lands in the ledger once whatever the restarts. Fees are as the
    exchange reports them; a fee charged in the base asset on a buy reduces the
@@ -67,6 +71,8 @@ from amarktai_tui.domain.enums import OrderState, OrderType, Side
 from amarktai_tui.domain.types import Candle, Fill, Order, split_pair
 from amarktai_tui.exchanges.api_breaker import ApiBreaker, ApiHealth
 from amarktai_tui.exchanges.base import BrokerUpdate
+from amarktai_tui.exchanges.errors import why as _why
+from amarktai_tui.exchanges.order_stream import OrderStream, supports_order_stream
 from amarktai_tui.exchanges.registry import exchange_info
 
 log = logging.getLogger(__name__)
@@ -149,6 +155,7 @@ class BrokerCounters:
     fills: int = 0
     read_retries: int = 0
     cancels: int = 0
+    stream_events: int = 0  # websocket updates about followed orders
     by_error: dict[str, int] = field(default_factory=dict)
 
 
@@ -170,6 +177,8 @@ class CcxtBroker:
         clients: Mapping[str, Any],
         *,
         poll_interval_s: float = 2.0,
+        ws_poll_interval_s: float = 30.0,
+        order_streams: bool = True,
         resubmit_grace_s: float = 10.0,
         max_sends: int = 5,
         breaker_failures: int = 5,
@@ -187,6 +196,7 @@ class CcxtBroker:
     ) -> None:
         self.clients = dict(clients)
         self.poll_interval_s = poll_interval_s
+        self.ws_poll_interval_s = max(ws_poll_interval_s, poll_interval_s)
         self.resubmit_grace_s = resubmit_grace_s
         self.max_sends = max_sends
         self.read_attempts = read_attempts
@@ -212,6 +222,14 @@ class CcxtBroker:
         self._tracked: dict[str, _Tracked] = {}
         self._updates: list[BrokerUpdate] = []
         self._wake = asyncio.Event()
+        self._dirty: set[str] = set()  # client order ids to look up on the next pass
+        self._due: dict[str, float] = {}  # exchange -> loop time its next full pass is due
+        self._pass_conn: dict[str, int | None] = {}  # exchange -> stream connection of its last full pass
+        self.streams: dict[str, OrderStream] = {
+            ex: OrderStream(ex, c, self._on_stream_orders, self._on_stream_change)
+            for ex, c in self.clients.items()
+            if order_streams and supports_order_stream(c)
+        }
         self._track_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.counters = BrokerCounters()
@@ -243,11 +261,16 @@ class CcxtBroker:
         self._seen_fills.update(fill_ids)
 
     def start_tracking(self) -> None:
+        """Start the background tracker and every exchange's order stream."""
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._track_forever())
+        for stream in self.streams.values():
+            stream.start()
 
     async def close(self) -> None:
-        """Stop tracking and close every client's HTTP session."""
+        """Stop tracking and the order streams; close every client's HTTP and websocket sessions."""
+        for stream in self.streams.values():
+            await stream.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -283,6 +306,15 @@ class CcxtBroker:
     def health(self) -> dict[str, ApiHealth]:
         return {ex: b.health() for ex, b in self.breakers.items()}
 
+    @property
+    def idle(self) -> bool:
+        """No pass running and none asked for (the next one waits for a poke, an event or its timer)."""
+        return not self._dirty and not self._wake.is_set() and not self._track_lock.locked()
+
+    def stream_states(self) -> dict[str, str]:
+        """Exchange -> its order stream's state (``live``, ``connecting``, ``down``) or ``polling``."""
+        return {ex: self.streams[ex].state if ex in self.streams else "polling" for ex in self.clients}
+
     async def submit(self, order: Order) -> BrokerUpdate:
         """Send ``order`` (already committed as pending). Returns open, rejected, or pending (unknown)."""
         coid = order.client_order_id
@@ -307,7 +339,7 @@ class CcxtBroker:
         if tr is None:
             return False
         tr.cancel = reason
-        self._wake.set()
+        self._poke(client_order_id)
         return True
 
     def cancel_now(self, client_order_id: str) -> bool:
@@ -356,7 +388,7 @@ class CcxtBroker:
             breaker.success(self._clock() - t0)
             self.counters.duplicates_refused += 1
             tr.unknown_since = None
-            self._wake.set()
+            self._poke(coid)
             return BrokerUpdate(
                 coid, OrderState.OPEN, reason="already at the exchange (duplicate id refused)"
             )
@@ -373,7 +405,7 @@ class CcxtBroker:
         breaker.success(self._clock() - t0)
         tr.unknown_since = None
         tr.exchange_order_id = xid
-        self._wake.set()
+        self._poke(coid)
         return BrokerUpdate(coid, OrderState.OPEN, exchange_order_id=xid)
 
     def _refused(self, tr: _Tracked, exc: Exception, t0: float) -> BrokerUpdate:
@@ -392,7 +424,7 @@ class CcxtBroker:
         if tr.unknown_since is None:
             tr.unknown_since = self._clock()
             self.counters.unknown += 1
-        self._wake.set()
+        self._poke(tr.order.client_order_id)
         return BrokerUpdate(tr.order.client_order_id, OrderState.PENDING, reason=f"unknown: {_why(exc)}")
 
     def _reject(self, order: Order, reason: str) -> BrokerUpdate:
@@ -405,20 +437,77 @@ class CcxtBroker:
         self.counters.by_error[name] = self.counters.by_error.get(name, 0) + 1
 
     # -- tracking -------------------------------------------------------------------
+    def _poke(self, client_order_id: str) -> None:
+        """Look ``client_order_id`` up on the tracker's next pass, and wake the tracker now."""
+        self._dirty.add(client_order_id)
+        self._wake.set()
+
+    def _on_stream_orders(self, orders: list[dict[str, Any]]) -> None:
+        """Order updates from a websocket: the orders we follow are looked up at once."""
+        for o in orders:
+            coid = o.get("clientOrderId")
+            if isinstance(coid, str) and coid in self._tracked:
+                self.counters.stream_events += 1
+                self._poke(coid)
+
+    def _on_stream_change(self) -> None:
+        """A stream failed: its exchange's orders are looked up now and polled fast until it is back."""
+        self._due.clear()
+        self._wake.set()
+
+    def _interval(self, ex: str, conn: int | None) -> float:
+        """Seconds to ``ex``'s next full pass: slow only while the same stream connection stays open
+        and every order of ``ex`` is acknowledged (an unknown order, one the exchange did not find,
+        or one being cancelled is never announced by the stream: it is polled)."""
+        stream = self.streams.get(ex)
+        if stream is None or conn is None or stream.connection() != conn:
+            return self.poll_interval_s
+        for tr in self._tracked.values():
+            if tr.order.exchange == ex and (tr.unknown_since is not None or tr.lookups_missing or tr.cancel):
+                return self.poll_interval_s
+        return self.ws_poll_interval_s
+
     async def _track_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            with contextlib.suppress(
-                TimeoutError
-            ):  # asyncio.timeout, not wait_for: a cancel is never swallowed
-                async with asyncio.timeout(self.poll_interval_s):
-                    await self._wake.wait()
+            now = loop.time()
+            wait = min((self._due.get(ex, now) - now for ex in self.clients), default=self.poll_interval_s)
+            if wait > 0 and not self._wake.is_set():
+                with contextlib.suppress(
+                    TimeoutError
+                ):  # asyncio.timeout, not wait_for: a cancel is never swallowed
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
             self._wake.clear()
             try:
-                await self.track_once()
+                await self._pass(loop.time())
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad pass must not end tracking
                 log.exception("order tracking pass failed")
+
+    async def _pass(self, now: float) -> None:
+        """Follow the orders poked since the last pass, and every order of each exchange that is due.
+
+        An exchange whose stream reconnected since its last full pass is due at once (events may
+        have been lost while it was down).
+        """
+        async with self._track_lock:
+            due = set()
+            for ex in self.clients:
+                stream = self.streams.get(ex)
+                reconnected = stream is not None and stream.connection() != self._pass_conn.get(ex)
+                if now >= self._due.get(ex, now) or reconnected:
+                    due.add(ex)
+            conns = {ex: self.streams[ex].connection() if ex in self.streams else None for ex in due}
+            dirty, self._dirty = self._dirty, set()
+            for tr in list(self._tracked.values()):
+                coid = tr.order.client_order_id
+                if self._tracked.get(coid) is tr and (tr.order.exchange in due or coid in dirty):
+                    await self._follow(tr)
+            for ex in due:
+                self._pass_conn[ex] = conns[ex]
+                self._due[ex] = now + self._interval(ex, conns[ex])
 
     async def track_once(self) -> None:
         """One pass over every followed order: look it up, emit new fills, resolve or resend.
@@ -426,6 +515,7 @@ class CcxtBroker:
         Passes never overlap (the background tracker and an explicit call take turns).
         """
         async with self._track_lock:
+            self._dirty.clear()
             for tr in list(self._tracked.values()):
                 if self._tracked.get(tr.order.client_order_id) is tr:
                     await self._follow(tr)
@@ -526,7 +616,7 @@ class CcxtBroker:
             pass  # filled or cancelled meanwhile: the next lookup tells which
         except Exception as exc:
             log.info("cancel of %s failed (%s); will retry", order.client_order_id, _why(exc))
-        self._wake.set()
+        self._poke(order.client_order_id)
 
     async def _lookup(self, tr: _Tracked) -> dict[str, Any] | None:
         """The exchange's order by client id (or exchange id); None when it has no such order."""
@@ -751,13 +841,6 @@ def _dec(x: Any) -> Decimal:
 
 def _str_or_none(x: Any) -> str | None:
     return None if x is None else str(x)
-
-
-def _why(exc: BaseException) -> str:
-    """One line naming the error class and the first 160 characters of its message (no secrets: ccxt
-    messages carry the exchange's response body and URL, never the signing secret or the API key)."""
-    msg = " ".join(str(exc).split())[:160]
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 __all__ = ["ApiUnavailable", "CcxtBroker", "ReconcileOutcome"]

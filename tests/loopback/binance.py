@@ -15,6 +15,15 @@ LOT_SIZE / PRICE_FILTER / NOTIONAL filters from exchangeInfo are enforced;
 LIMIT orders take timeInForce GTC only. Fees are charged in the quote asset.
 Klines are the closed candles up to the simulated now (never the forming one).
 
+The WebSocket API's user data stream is served at ``/ws-api/v3`` (what ccxt.pro's
+``watch_orders`` uses for spot): ``userDataStream.subscribe.signature`` (HMAC of
+the sorted params, as for REST) answers ``{"id", "status": 200, "result":
+{"subscriptionId"}}``; then every order change pushes ``{"subscriptionId", "event":
+{"e": "executionReport", ...}}`` (NEW, one TRADE per trade, CANCELED).
+Faults for it: ``ws_muted`` (events are dropped, as if lost) and ``drop_streams()``
+(the server closes every connection), also as ``POST /_ctl/ws {"mute": bool,
+"drop": bool}``.
+
 Run as a separate process (the crash tests kill the client while it lives on)::
 
     python -m loopback.binance --port 0 --start-ms MS --balance USDT=100000 [--split-trades N]
@@ -31,6 +40,7 @@ import hashlib
 import hmac
 import json
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -119,6 +129,7 @@ class BinanceLoopback(LoopbackServer):
         secret: str = "loopback-secret",
         split_trades: int = 1,
         seed: int = 0,
+        wall_time: bool = False,
     ) -> None:
         super().__init__()
         self.book = Book(
@@ -132,6 +143,7 @@ class BinanceLoopback(LoopbackServer):
         self.api_key = api_key
         self.secret = secret
         self.seed = seed
+        self.wall_time = wall_time  # GET /api/v3/time answers the wall clock (the doctor's skew check)
         self.restrictions: dict[str, Any] = {
             "ipRestrict": False,
             "createTime": start_ms,
@@ -147,6 +159,10 @@ class BinanceLoopback(LoopbackServer):
             "enableFixReadOnly": False,
             "enablePortfolioMarginTrading": False,
         }
+        self.ws_muted = False
+        self.ws_events_sent = 0
+        self._streams: list[_UserStream] = []
+        self.book.listeners.append(self._push_order)
         self._filters = {
             s["symbol"]: {f["filterType"]: f for f in s["filters"]} for s in exchange_info()["symbols"]
         }
@@ -157,7 +173,9 @@ class BinanceLoopback(LoopbackServer):
         control_routes(app, self.book, self.faults)
         public: dict[str, Callable[[dict[str, str]], web.Response]] = {
             "/api/v3/ping": lambda p: web.json_response({}),
-            "/api/v3/time": lambda p: web.json_response({"serverTime": self.book.now_ms}),
+            "/api/v3/time": lambda p: web.json_response(
+                {"serverTime": int(time.time() * 1000) if self.wall_time else self.book.now_ms}
+            ),
             "/api/v3/exchangeInfo": self._exchange_info,
             "/api/v3/klines": self._klines,
             "/api/v3/ticker/price": self._ticker_price,
@@ -185,7 +203,77 @@ class BinanceLoopback(LoopbackServer):
         ]
         for method, path, fn in signed:
             app.router.add_route(method, path, self._signed(fn))
+        app.router.add_get("/ws-api/v3", self._ws_api)
+        app.router.add_post("/_ctl/ws", self._ctl_ws)
         return app
+
+    # -- websocket API: the user data stream ----------------------------------------
+    async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        stream = _UserStream(ws)
+        self._streams.append(stream)
+        sender = asyncio.ensure_future(stream.send_loop())
+        try:
+            async for msg in ws:
+                if msg.type.name != "TEXT":
+                    continue
+                stream.queue.put_nowait(self._ws_request(stream, msg.data))
+        finally:
+            self._streams.remove(stream)
+            stream.queue.put_nowait(None)
+            await sender
+        return ws
+
+    def _ws_request(self, stream: _UserStream, text: str) -> dict[str, Any]:
+        try:
+            req = json.loads(text)
+            rid, method, params = req.get("id"), req.get("method"), dict(req.get("params") or {})
+        except (ValueError, AttributeError, TypeError):
+            return {"id": None, "status": 400, "error": {"code": -1100, "msg": "Malformed request."}}
+        if method != "userDataStream.subscribe.signature":
+            return {"id": rid, "status": 400, "error": {"code": -1100, "msg": f"Unknown method {method}."}}
+        sig = str(params.pop("signature", ""))
+        if params.get("apiKey") != self.api_key:
+            return {"id": rid, "status": 401, "error": {"code": -2015, "msg": "Invalid API-key."}}
+        payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig.lower()):
+            return {
+                "id": rid,
+                "status": 400,
+                "error": {"code": -1022, "msg": "Signature for this request is not valid."},
+            }
+        stream.subscription = len(self._streams) - 1
+        return {"id": rid, "status": 200, "result": {"subscriptionId": stream.subscription}}
+
+    def _push_order(self, order: SimOrder, trades: list[Trade]) -> None:
+        """Book listener: the order's executionReport events to every subscribed stream."""
+        events = execution_reports(order, trades, self.book.now_ms)
+        for stream in self._streams:
+            if stream.subscription is None or self.ws_muted:
+                continue
+            for event in events:
+                stream.queue.put_nowait({"subscriptionId": stream.subscription, "event": event})
+                self.ws_events_sent += 1
+
+    def subscribed_streams(self) -> int:
+        """Open user-stream connections that completed their subscription."""
+        return sum(1 for s in self._streams if s.subscription is not None)
+
+    async def drop_streams(self) -> int:
+        """Close every user-stream connection from the server side; returns how many."""
+        streams = list(self._streams)
+        for stream in streams:
+            await stream.ws.close()
+        return len(streams)
+
+    async def _ctl_ws(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "mute" in body:
+            self.ws_muted = bool(body["mute"])
+        dropped = await self.drop_streams() if body.get("drop") else 0
+        return web.json_response({"muted": self.ws_muted, "dropped": dropped, "streams": len(self._streams)})
 
     # -- plumbing ----------------------------------------------------------
 
@@ -642,6 +730,81 @@ def trade_body(t: Trade) -> dict[str, Any]:
     }
 
 
+class _UserStream:
+    """One websocket connection: answers and events leave in order through one queue."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.subscription: int | None = None
+
+    async def send_loop(self) -> None:
+        while (msg := await self.queue.get()) is not None:
+            if self.ws.closed:
+                continue
+            await self.ws.send_json(msg)
+
+
+def execution_reports(o: SimOrder, trades: list[Trade], now_ms: int) -> list[dict[str, Any]]:
+    """Binance ``executionReport`` events for an order change: NEW (no trades, open), one TRADE per
+    trade (cumulative figures as of that trade), or CANCELED."""
+    base = {
+        "e": "executionReport",
+        "s": o.symbol,
+        "c": o.client_order_id,
+        "S": o.side.upper(),
+        "o": o.type.upper(),
+        "f": "GTC",
+        "q": num(o.qty),
+        "p": num(o.price),
+        "P": "0.00000000",
+        "F": "0.00000000",
+        "g": -1,
+        "C": "",
+        "r": "NONE",
+        "i": o.id,
+        "I": 0,
+        "M": False,
+        "O": o.created_ts,
+        "Q": "0.00000000",
+    }
+    zero = {"l": "0.00000000", "L": "0.00000000", "n": "0", "N": None, "t": -1, "m": False, "Y": "0.00000000"}
+    if not trades:
+        kind = "CANCELED" if o.status == "cancelled" else "NEW"
+        if kind == "CANCELED":
+            base["C"], base["c"] = o.client_order_id, f"cancel-{o.id}"
+        figures = {"z": num(o.filled), "Z": num(o.cost), "X": _status(o), "w": o.status == "open"}
+        return [base | zero | figures | {"E": now_ms, "T": o.updated_ts, "x": kind}]
+    filled = o.filled - sum((t.qty for t in trades), Decimal(0))
+    cost = o.cost - sum((t.cost for t in trades), Decimal(0))
+    out = []
+    for i, t in enumerate(trades):
+        filled += t.qty
+        cost += t.cost
+        last = i == len(trades) - 1
+        status = _status(o) if last else "PARTIALLY_FILLED"
+        out.append(
+            base
+            | {
+                "E": now_ms,
+                "T": t.ts,
+                "x": "TRADE",
+                "X": status,
+                "l": num(t.qty),
+                "z": num(filled),
+                "L": num(t.price),
+                "n": num(t.fee),
+                "N": t.fee_asset,
+                "t": t.id,
+                "w": status in ("NEW", "PARTIALLY_FILLED"),
+                "m": t.maker,
+                "Z": num(cost),
+                "Y": num(t.cost),
+            }
+        )
+    return out
+
+
 # -- a separate process ----------------------------------------------------------
 
 
@@ -655,7 +818,11 @@ def _parse_balance(text: str) -> tuple[str, Decimal]:
 async def _main(args: argparse.Namespace) -> None:
     balances = dict(args.balance) if args.balance else None
     server = BinanceLoopback(
-        start_ms=args.start_ms, balances=balances, split_trades=args.split_trades, seed=args.seed
+        start_ms=args.start_ms,
+        balances=balances,
+        split_trades=args.split_trades,
+        seed=args.seed,
+        wall_time=args.wall_time,
     )
     url = await server.start(args.port)
     stop = asyncio.Event()
@@ -674,6 +841,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--balance", type=_parse_balance, action="append", metavar="ASSET=AMOUNT")
     parser.add_argument("--split-trades", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wall-time", action="store_true", help="GET /api/v3/time answers the wall clock")
     asyncio.run(_main(parser.parse_args(argv)))
 
 

@@ -225,6 +225,13 @@ class Book:
         self._next_order_id = 100_001  # apart from trade ids, so a mix-up shows
         self._next_trade_id = 1
         self._coids: collections.Counter[str] = collections.Counter()
+        self.listeners: list[Callable[[SimOrder, list[Trade]], None]] = []
+        """Called with (order, its new trades) when an order is placed, fills or is cancelled
+        (a websocket user stream pushes these)."""
+
+    def _notify(self, order: SimOrder, trades: list[Trade]) -> None:
+        for listener in self.listeners:
+            listener(order, trades)
 
     # -- prices and time ---------------------------------------------------
     def price(self, symbol: str) -> Decimal:
@@ -267,7 +274,10 @@ class Book:
         for _, symbol, i in events:
             candle = self.series[symbol][i]
             for order in [o for o in self.orders if o.status == "open" and o.symbol == symbol]:
-                made.extend(self._try_fill_on(order, candle))
+                got = self._try_fill_on(order, candle)
+                if got:
+                    made.extend(got)
+                    self._notify(order, got)
         self.now_ms = ms
         return made
 
@@ -352,8 +362,9 @@ class Book:
         self.orders.append(order)
         self._coids[client_order_id] += 1
         self._lock(order, need)
+        self._notify(order, [])
         if crosses:
-            self._fill(order, now_price, maker=False, ts=self.now_ms)
+            self._notify(order, self._fill(order, now_price, maker=False, ts=self.now_ms))
         return order
 
     def cancel(self, order: SimOrder) -> SimOrder:
@@ -363,6 +374,7 @@ class Book:
         self._unlock(order)
         order.status = "cancelled"
         order.updated_ts = self.now_ms
+        self._notify(order, [])
         return order
 
     def find(self, *, order_id: int | None = None, client_order_id: str | None = None) -> SimOrder | None:
@@ -637,8 +649,8 @@ def fault_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/_ctl/"):
-            return await handler(request)
+        if request.path.startswith("/_ctl/") or request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handler(request)  # websockets have their own faults (drop, mute)
         kind = faults.take(request.method, request.path)
         if kind is None:
             return await handler(request)
