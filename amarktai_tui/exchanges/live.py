@@ -382,7 +382,7 @@ class CcxtBroker:
                 price,
                 {info.coid_param: coid},
             )
-        except (DuplicateOrderId, InvalidOrder) as exc:
+        except (DuplicateOrderId, InvalidOrder, BadRequest) as exc:  # KuCoin's duplicate is a BadRequest
             if not _is_duplicate(exc):
                 return self._refused(tr, exc, t0)
             breaker.success(self._clock() - t0)
@@ -822,9 +822,16 @@ def _fill(order: Order, t: Mapping[str, Any], fill_id: str, base: str, quote: st
     )
 
 
-DUPLICATE_MARKERS = ("duplicate order", "duplicated", "already exists", "duplicate customerorderid")
+DUPLICATE_MARKERS = (
+    "duplicate order",
+    "duplicated",
+    "already exists",
+    "duplicate customerorderid",
+    "clientoidduplicated",
+)
 """How exchanges word a refused duplicate client order id where ccxt has no DuplicateOrderId mapping
-(Binance -2010 "Duplicate order sent.", which ccxt maps to InvalidOrder; KuCoin "order already exists")."""
+(Binance -2010 "Duplicate order sent.", which ccxt maps to InvalidOrder; KuCoin 400100
+"validation.createOrder.clientOidDuplicated", which ccxt maps to BadRequest)."""
 
 
 def _is_duplicate(exc: Exception) -> bool:

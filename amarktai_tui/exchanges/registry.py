@@ -117,6 +117,7 @@ EXCHANGES: dict[str, ExchangeInfo] = {
         coid_param="clientOid",  # kucoin.com/docs spot HF orders: clientOid <= 40 chars
         coid_max_len=40,
         coid_lookup_param="clientOid",  # ccxt kucoin.fetch_order: GET /api/v1/order/client-order/{clientOid}
+        trades_order_param="orderId",  # GET /api/v1/hf/fills?orderId=: this order's fills (100 per page)
     ),
     "valr": ExchangeInfo(
         id="valr",
