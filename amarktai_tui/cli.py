@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from amarktai_tui.engine.setup import ReplayArgs
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+TOTP_HELP = "a current code from your authenticator app (when TOTP is enabled; else prompted on a terminal)"
 
 
 class UsageError(Exception):
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("trip_id", type=int, metavar="ID", help="the trip's id (see `amarktai breakers`)")
     br.add_argument("--reason", required=True, help="why it is safe to trade again (recorded)")
     br.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    br.add_argument("--totp", metavar="CODE", help=TOTP_HELP)
 
     h = sub.add_parser("halt", help="emergency stop: no bot opens anything until `amarktai resume`")
     _common(h, top=False)
@@ -100,8 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("resume", help="clear an emergency stop (recorded as a reset of the halt)")
     _common(u, top=False)
     u.add_argument("--reason", help="why (recorded with the reset)")
+    u.add_argument("--totp", metavar="CODE", help=TOTP_HELP)
     u.add_argument("--json", action="store_true", help="machine-readable output")
     _keys_parser(sub)
+    _bots_parser(sub)
+    _doctor_totp_parsers(sub)
+    m = sub.add_parser("mode", help="the account's trading mode: show it, or switch to paper or live")
+    _common(m, top=False)
+    m.add_argument("target", nargs="?", choices=["paper", "live"], help="switch to this mode")
+    m.add_argument(
+        "--confirm", metavar="PHRASE", help="the confirmation phrase for live (CONFIRM_LIVE_TRADING)"
+    )
+    m.add_argument("--totp", metavar="CODE", help=TOTP_HELP)
+    m.add_argument("--reason", help="why (recorded with the switch)")
+    m.add_argument("--json", action="store_true", help="machine-readable output (show only)")
+    bal = sub.add_parser("balances", help="balances per exchange, valued in the quote currency")
+    _common(bal, top=False)
+    bal.add_argument("--json", action="store_true", help="machine-readable output")
+    bal.add_argument("--exchange", action="extend", nargs="+", metavar="ID", help="only these exchanges")
     return p
 
 
@@ -126,6 +144,40 @@ def _keys_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         action.add_argument("provider", metavar="PROVIDER", help=which)
     for action in (kl, kt):
         action.add_argument("--json", action="store_true", help="machine-readable output")
+    kd.add_argument("--totp", metavar="CODE", help=TOTP_HELP)
+
+
+def _doctor_totp_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    d = sub.add_parser("doctor", help="readiness checks for live trading; exit 0 only when all pass")
+    _common(d, top=False)
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    t = sub.add_parser("totp", help="the optional TOTP second factor: enroll, status, disable")
+    _common(t, top=False)
+    tsub = t.add_subparsers(dest="totp_command", metavar="ACTION", parser_class=_Parser, required=True)
+    te = tsub.add_parser("enroll", help="show a QR code and the secret once, then confirm a first code")
+    ts = tsub.add_parser("status", help="whether TOTP is enabled")
+    td = tsub.add_parser("disable", help="remove the TOTP secret (needs a current code)")
+    for action in (te, ts, td):
+        _common(action, top=False)
+    ts.add_argument("--json", action="store_true", help="machine-readable output")
+    td.add_argument("--totp", metavar="CODE", help=TOTP_HELP)
+
+
+def _bots_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    bt = sub.add_parser("bots", help="bot lifecycle stages: progress, promote to live, demote to paper")
+    _common(bt, top=False)
+    bsub = bt.add_subparsers(dest="bots_command", metavar="ACTION", parser_class=_Parser, required=True)
+    st = bsub.add_parser("stages", help="each bot's stage and its progress on every promotion criterion")
+    pr = bsub.add_parser("promote", help="eligible_for_live -> live (asks to confirm; recorded)")
+    de = bsub.add_parser("demote", help="live or eligible_for_live -> paper_training (recorded)")
+    for action in (st, pr, de):
+        _common(action, top=False)
+        action.add_argument("--json", action="store_true", help="machine-readable output")
+    for action in (pr, de):
+        action.add_argument("bot", metavar="NAME_OR_ID", help="the bot's name or id (`amarktai bots stages`)")
+    pr.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
+    pr.add_argument("--reason", help="why (recorded; default: confirmed on the command line)")
+    de.add_argument("--reason", required=True, help="why (recorded)")
 
 
 def _count(text: str) -> int:
@@ -162,10 +214,27 @@ def run(argv: Sequence[str] | None = None) -> int:
 
             return run_tui(settings, data_dir, replay)
         _check_reason(args)
+        if args.command in ("doctor", "totp"):
+            from amarktai_tui.ops.doctor_commands import run_doctor_command
+            from amarktai_tui.ops.totp_commands import run_totp
+
+            return (run_doctor_command if args.command == "doctor" else run_totp)(args, settings, data_dir)
+        if args.command == "mode":
+            from amarktai_tui.ops.mode_commands import run_mode
+
+            return run_mode(args, settings, data_dir)
         if args.command == "keys":
             from amarktai_tui.ops.key_commands import run_keys
 
             return run_keys(args, settings, data_dir)
+        if args.command == "bots":
+            from amarktai_tui.ops.stage_commands import run_bots
+
+            return run_bots(args, settings, data_dir)
+        if args.command == "balances":
+            from amarktai_tui.ops.balance_commands import run_balances
+
+            return run_balances(args, settings, data_dir)
         from amarktai_tui.ops import commands
 
         return commands.dispatch(args, settings, data_dir)
@@ -214,9 +283,12 @@ def _replay(args: argparse.Namespace) -> ReplayArgs | None:
 
 
 def _daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:
+    from amarktai_tui.engine.live_setup import LiveSetupError
+    from amarktai_tui.engine.reconcile import ReconcileError
     from amarktai_tui.market.loaders import CandleFileError
     from amarktai_tui.ops.daemon import ControlSocketError, run_daemon, setup_logging
     from amarktai_tui.ops.lock import EngineLockedError
+    from amarktai_tui.vault.errors import VaultUnavailable
 
     setup_logging(data_dir)
     try:
@@ -224,3 +296,6 @@ def _daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> in
     except (CandleFileError, EngineLockedError, ControlSocketError) as exc:
         print(f"amarktai: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, CandleFileError) else EXIT_FAIL
+    except (LiveSetupError, ReconcileError, VaultUnavailable) as exc:  # live refused; paper is unaffected
+        print(f"amarktai: live trading refused to start: {exc}", file=sys.stderr)
+        return EXIT_FAIL

@@ -208,6 +208,30 @@ class AllocatorConfig(_Section):
         return self
 
 
+class PromotionConfig(_Section):
+    """Bot lifecycle stages (``engine.promotion``): what earns eligibility for live, and the live floors.
+
+    Fractions everywhere (0.52 = 52%); days are market time (a replay can earn them).
+    """
+
+    min_days: Decimal = Field(default=Decimal(7), ge=0, le=365)
+    """Days in paper_training (market time, stage start to the bot's latest candle)."""
+    min_trades: int = Field(default=25, ge=0, le=100_000)
+    """Closed round trips in paper_training."""
+    min_win_rate: Decimal = Field(default=Decimal("0.52"), ge=0, le=1)
+    """Share of those trades with a profit (fraction)."""
+    min_return: Decimal = Field(default=Decimal("0.03"), ge=-1, le=100)
+    """Profit (realised + unrealised) since the stage start over the bot's capital (fraction)."""
+    max_drawdown: Decimal = Field(default=Decimal("0.15"), gt=0, le=1)
+    """Largest drawdown of the bot's equity since the stage start (fraction)."""
+    min_profit_factor: Decimal = Field(default=Decimal("1.2"), ge=0, le=1000)
+    """Gross profit / gross loss of those trades."""
+    live_max_drawdown: Decimal = Field(default=Decimal("0.15"), gt=0, le=1)
+    """A live bot whose drawdown since going live exceeds this goes back to paper_training."""
+    live_min_return: Decimal = Field(default=Decimal("-0.05"), ge=-1, le=0)
+    """A live bot whose return since going live falls below this goes back to paper_training."""
+
+
 class ExchangeSettings(_Section):
     """One exchange's connection settings (``[exchanges.binance]``, ...)."""
 
@@ -238,6 +262,31 @@ class KeysSettings(_Section):
     data dir, unlocked with ``$AMARKTAI_KEYRING_PASSPHRASE`` (for headless servers)."""
 
 
+class BalancesSettings(_Section):
+    """The Balances screen (``B``) and ``amarktai balances``."""
+
+    refresh_s: float = Field(default=60.0, ge=0)
+    """Seconds between the Balances screen's own refreshes while the account is live (0 = only on
+    demand, ``r``; else at least 5, to spare the exchanges' rate limits)."""
+
+    @model_validator(mode="after")
+    def _refresh(self) -> BalancesSettings:
+        if 0 < self.refresh_s < 5:
+            raise ValueError(f"refresh_s must be 0 (off) or at least 5 seconds, got {self.refresh_s}")
+        return self
+
+
+class DoctorSettings(_Section):
+    """The readiness checks of ``amarktai doctor`` (run before the account may go live)."""
+
+    min_free_mb: int = Field(default=500, ge=0)
+    """Free disk space the data dir needs, in MB (1 MB = 1,000,000 bytes)."""
+    max_clock_skew_ms: int = Field(default=1000, gt=0)
+    """The local clock may differ from an exchange's by less than this many ms."""
+    key_max_age_hours: float = Field(default=24.0, gt=0)
+    """A live exchange's key must have passed ``amarktai keys test`` within this many hours."""
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with ``load_settings``."""
 
@@ -258,6 +307,9 @@ class Settings(BaseSettings):
     allocator: AllocatorConfig = Field(default_factory=AllocatorConfig)
     exchanges: dict[ExchangeId, ExchangeSettings] = Field(default_factory=dict)
     keys: KeysSettings = Field(default_factory=KeysSettings)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
+    balances: BalancesSettings = Field(default_factory=BalancesSettings)
 
     def exchange(self, exchange_id: str) -> ExchangeSettings:
         """``[exchanges.<id>]``, or the defaults when the section is absent."""

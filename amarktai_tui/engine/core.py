@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from amarktai_tui.domain.enums import BotState, OrderState, Side, TradingMode
+from amarktai_tui.domain.enums import BotState, LifecycleStage, OrderState, Side, TradingMode
 from amarktai_tui.domain.types import Candle, Fill, Order, OrderIntent, split_pair, timeframe_to_ms
 from amarktai_tui.engine.events import (
     BotCreated,
@@ -39,12 +39,14 @@ from amarktai_tui.engine.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    StageChanged,
 )
 from amarktai_tui.engine.reconcile import reconcile_live
 from amarktai_tui.engine.risk_state import gauges_json, restore_risk
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.engine.snapshots import snapshot_rows
 from amarktai_tui.engine.spec import BotSpec, record_of
+from amarktai_tui.engine.stages import StageKeeper
 from amarktai_tui.exchanges.base import Broker, BrokerUpdate
 from amarktai_tui.exchanges.live import CcxtBroker
 from amarktai_tui.exchanges.markets import market_rules
@@ -101,8 +103,10 @@ class EngineCore:
         realtime: bool = False,
         allocator: AllocatorSettings | None = None,
         allocate_every: str | None = None,
+        run_stages: frozenset[LifecycleStage] | None = None,
     ) -> None:
         self.store = store
+        self.run_stages = run_stages  # a live session runs only the bots at these stages (ops.mode)
         self.broker = broker
         self.bus = bus or EventBus()
         self.quote_currency = quote_currency
@@ -148,6 +152,8 @@ class EngineCore:
         self._write_lock = asyncio.Lock()
         self._snapshots_until = 0  # newest snapshot time already in the ledger
         self._snap_fills: dict[int, int] = {}  # bot id -> fills in its last row (-1: it was long)
+        self.bus.subscribe(StageChanged, self._on_stage_changed)
+        self.stages = StageKeeper(self)  # lifecycle stages: tallies, eligibility, quarantine (engine.stages)
 
     # -- start-up -----------------------------------------------------------
     async def start(self, specs: Iterable[BotSpec] = ()) -> None:
@@ -165,9 +171,11 @@ class EngineCore:
         funding = await self.store.funding_by_bot()
         self.pool = await self.store.account_pool()
         for rec in sorted(records.values(), key=lambda r: r.id):
-            self._add_runner(rec, funding.get(rec.id, Decimal(0)))
+            if self.run_stages is None or rec.stage in self.run_stages:
+                self._add_runner(rec, funding.get(rec.id, Decimal(0)))
         state = await self.store.load_risk_state()
         await restore_risk(self, state, await self.store.load_fills())
+        await self.stages.restore()
         for runner in self.runners.values():
             self.broker.set_balance(runner.rec.id, runner.cash, runner.book.position_qty)
         if isinstance(self.broker, PaperBroker):
@@ -369,6 +377,13 @@ class EngineCore:
         return SubmitResult(state, why, False, None)
 
     def _go(self, it: OrderIntent, at: int) -> None:
+        if it.side is Side.BUY and self.run_stages is not None:
+            stage = self.runners[it.bot_id].rec.stage
+            if stage not in self.run_stages:  # left stage live during a live session: exits only
+                self._refuse(
+                    it, Refusal(Gate.BREAKER, f"stage {stage.value}: no new entry in a live session")
+                )
+                return
         self.pipeline.counter.record_order(it.bot_id, at)
         broker = self.broker
         if not isinstance(broker, PaperBroker):
@@ -838,6 +853,15 @@ class EngineCore:
             why = f"strategy raised {type(exc).__name__}: {exc}"
             self._set_state(runner, BotState.ERROR, why)
             self._record_error(runner, "strategy", why)
+
+    def _on_stage_changed(self, ev: StageChanged) -> None:
+        """A live session runs only the bots at its stages: a bot that leaves them is paused (it opens
+        nothing new; its exits still go to the live broker, so a real position is never trapped)."""
+        if self.run_stages is None or ev.new in self.run_stages:
+            return
+        runner = self.runners.get(ev.bot_id)
+        if runner is not None and runner.rec.state is BotState.RUNNING:
+            self._set_state(runner, BotState.PAUSED, f"stage {ev.new.value}: paused in the live session")
 
     def _set_state(self, runner: BotRunner, new: BotState, reason: str) -> None:
         old = runner.rec.state

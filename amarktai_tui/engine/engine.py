@@ -9,19 +9,20 @@ raise ``EngineError`` with a one-line reason.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 
-from amarktai_tui.domain.enums import BotState
+from amarktai_tui.domain.enums import BotState, TradingMode
 from amarktai_tui.domain.types import split_pair, timeframe_to_ms
 from amarktai_tui.engine.core import EngineCore, RefusalEntry, SubmitResult
-from amarktai_tui.engine.events import BotCreated, BreakerReset
+from amarktai_tui.engine.events import BotCreated, BreakerReset, ModeSwitched
 from amarktai_tui.engine.lifecycle import check_transition
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.engine.spec import BotSpec, EngineError, record_of
 from amarktai_tui.exchanges.api_breaker import ApiHealth
 from amarktai_tui.exchanges.live import CcxtBroker
 from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info, order_type_refusal
-from amarktai_tui.ledger.store import TripReset
+from amarktai_tui.ledger.store import StageChange, TripReset
 from amarktai_tui.risk.allocator import Allocation, AllocationPlan
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.strategies.registry import make_strategy
@@ -41,6 +42,26 @@ class ResetResult:
 
 class TradingEngine(EngineCore):
     """The engine with its user commands (see ``core.EngineCore`` for the loop)."""
+
+    async def close(self) -> None:
+        """Close the live broker's exchange sessions (a paper broker has none), then the ledger."""
+        if isinstance(self.broker, CcxtBroker):
+            await self.broker.close()
+        await self.store.close()
+
+    async def switch_to_paper(self, actor: str, reason: str) -> bool:
+        """Record the account's switch to paper (``ops.mode``); a live engine then stops at once, so no
+        further live order leaves. False (nothing recorded) when the account already is on paper."""
+        if await self.store.trading_mode() == TradingMode.PAPER.value:
+            return False
+        await self.store.record_mode_switch(
+            int(time.time() * 1000), TradingMode.LIVE.value, TradingMode.PAPER.value, actor, reason
+        )
+        self.bus.publish(ModeSwitched(self.now_ms, TradingMode.LIVE, TradingMode.PAPER))
+        if self.mode is TradingMode.LIVE:
+            log.warning("switched to paper by %s (%s): the live engine stops", actor, reason)
+            self.stop()
+        return True
 
     def api_health(self) -> dict[str, ApiHealth]:
         """Each exchange API's breaker state, last error and call latency (exchange id -> health);
@@ -134,6 +155,37 @@ class TradingEngine(EngineCore):
             self._set_state(runner, BotState.CIRCUIT_TRIPPED, "an account breaker is tripped")
         self.bus.publish(BotCreated(now, rec.id, rec.name))
         return runner
+
+    # -- lifecycle stages (engine.stages) ----------------------------------------
+    def bot_by_ref(self, ref: str | int) -> BotRunner:
+        """A bot by id (an int), or by name, else by id (a string like ``"3"``); EngineError when none."""
+        if not isinstance(ref, int):
+            for r in self.runners.values():
+                if r.rec.name == ref:
+                    return r
+        if isinstance(ref, int) or ref.isdigit():
+            runner = self.runners.get(int(ref))
+            if runner is not None:
+                return runner
+        raise EngineError(f"no bot named or numbered {str(ref)!r} in this engine")
+
+    async def promote_bot(self, bot_id: int, actor: str, reason: str) -> StageChange:
+        """eligible_for_live -> live, asked by a person (actor user or cli); recorded and written at once.
+
+        Raises EngineError (one line) for any other stage, actor, or an empty reason.
+        """
+        change = self.stages.promote(bot_id, actor, reason)
+        await self.flush()
+        return change
+
+    async def demote_bot(self, bot_id: int, actor: str, reason: str) -> StageChange:
+        """live or eligible_for_live -> paper_training (a new paper track); recorded and written at once.
+
+        Raises EngineError (one line) for paper_training or quarantined bots, or an empty reason.
+        """
+        change = self.stages.demote(bot_id, actor, reason)
+        await self.flush()
+        return change
 
     # -- capital allocation ---------------------------------------------------
     async def apply_allocation(self, plan: AllocationPlan, actor: str = "user") -> list[Allocation]:

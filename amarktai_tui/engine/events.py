@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from amarktai_tui.domain.enums import BotState, OrderState, Side, TradingMode
+from amarktai_tui.domain.enums import BotState, LifecycleStage, OrderState, Side, TradingMode
 from amarktai_tui.domain.types import Candle
 from amarktai_tui.market.base import FeedStatus
 from amarktai_tui.risk.breakers import Trip
@@ -105,6 +105,22 @@ class CapitalChanged(Event):
     old: Decimal
     new: Decimal
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StageChanged(Event):
+    """A bot moved between lifecycle stages (``engine.stages``); recorded in ``stage_changes``.
+
+    ``actor``: user | cli | ai | engine; ``summary``: the criteria as measured, one line.
+    """
+
+    bot_id: int
+    name: str
+    old: LifecycleStage
+    new: LifecycleStage
+    actor: str
+    reason: str
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from amarktai_tui.config import Settings
+from amarktai_tui.domain.enums import LifecycleStage
 from amarktai_tui.exchanges.clients import make_client
 from amarktai_tui.exchanges.live import CcxtBroker
+from amarktai_tui.ledger.store import LedgerStore
 
 
 class LiveSetupError(RuntimeError):
@@ -76,3 +78,34 @@ def make_live_broker(
         price_hint=price_hint,
         known_fill_ids=known_fill_ids,
     )
+
+
+async def open_live_broker(
+    settings: Settings, data_dir: Path, store: LedgerStore, last_close: Mapping[str, float]
+) -> CcxtBroker:
+    """The started live broker of a live session: the exchanges of the bots at stage ``live``.
+
+    ``last_close``: pair -> the engine's newest close (the price hint for market buys sized in quote).
+    Raises LiveSetupError (no live bot, a missing key), VaultUnavailable, and ccxt errors from
+    loading the markets.
+    """
+    live = [b for b in await store.load_bots() if b.stage is LifecycleStage.LIVE]
+    if not live:
+        raise LiveSetupError(
+            "the account is in live mode but no bot is at stage live: promote one"
+            " (`amarktai bots promote NAME`) or switch back (`amarktai mode paper`)"
+        )
+    exchanges = sorted({b.exchange for b in live})
+    creds = credentials_from_vault(settings, data_dir, exchanges)
+
+    def hint(pair: str) -> Decimal | None:
+        price = last_close.get(pair)
+        return None if price is None else Decimal(str(price))
+
+    broker = make_live_broker(settings, exchanges, creds, price_hint=hint)
+    try:
+        await broker.start(track=False)  # the engine starts tracking once it knows the ledger's fills
+    except BaseException:
+        await broker.close()
+        raise
+    return broker

@@ -11,9 +11,10 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 from amarktai_tui.config import BotSettings, Settings
-from amarktai_tui.domain.enums import RiskMode, TradingMode
+from amarktai_tui.domain.enums import LifecycleStage, RiskMode, TradingMode
 from amarktai_tui.engine.engine import BotSpec, TradingEngine
 from amarktai_tui.engine.events import EventBus
+from amarktai_tui.engine.stages import rules_from
 from amarktai_tui.exchanges.base import Broker
 from amarktai_tui.exchanges.paper import PaperBroker
 from amarktai_tui.ledger.store import LedgerStore
@@ -62,7 +63,14 @@ def make_feed(
         )
     from amarktai_tui.market.ccxt_feed import CcxtFeed
 
-    return CcxtFeed(settings.market.exchange, bot_streams)
+    ex = settings.market.exchange
+    api_url = settings.exchange(ex).api_url
+    urls_api = None
+    if api_url:  # [exchanges.<id>] api_url: a testnet, a proxy, a loopback server (public data too)
+        from amarktai_tui.exchanges.clients import exchange_class, replace_origin
+
+        urls_api = replace_origin(exchange_class(ex)().urls["api"], api_url)
+    return CcxtFeed(ex, bot_streams, urls_api=urls_api)
 
 
 def bot_specs(settings: Settings, streams: list[tuple[str, str]]) -> list[BotSpec]:
@@ -178,16 +186,35 @@ async def open_engine(
 ) -> tuple[TradingEngine, MarketFeed]:
     """Build the feed, open the ledger, start the engine with its bots. The caller runs ``engine.run(feed)``.
 
-    ``broker``: a live broker (``live_setup.make_live_broker``, started); None = paper.
+    ``broker``: a live broker (``live_setup.make_live_broker``, started) for every bot; None = the
+    account's mode decides (``ops.mode``): paper, or, when the account was switched to live, a live
+    session of the bots at stage ``live`` only (``live_setup.open_live_broker``).
     With a live broker the start reconciles with the exchanges first.
     Raises CandleFileError (bad replay file), SchemaTooNewError, ConfigError-like ValueErrors,
-    ReconcileError (live only).
+    ReconcileError, LiveSetupError, VaultUnavailable (live only).
     """
     streams = configured_streams(settings)
+    replaying = replay is not None or settings.market.source == "replay"
     feed = make_feed(settings, replay, streams)
-    if replay is not None or settings.market.source == "replay":
+    if replaying:
         streams = feed.streams
     store = await LedgerStore.open(db_path(data_dir))
+    run_stages: frozenset[LifecycleStage] | None = None
+    last_close: dict[str, float] = {}
+    own_broker = False
+    try:
+        if broker is None and await store.trading_mode() == TradingMode.LIVE.value:
+            from amarktai_tui.engine.live_setup import LiveSetupError, open_live_broker
+
+            if replaying:
+                raise LiveSetupError(
+                    "the account is in live mode: a replay runs on paper only (`amarktai mode paper`)"
+                )
+            broker = await open_live_broker(settings, data_dir, store, last_close)
+            run_stages, own_broker = frozenset({LifecycleStage.LIVE}), True
+    except BaseException:
+        await store.close()
+        raise
     if broker is None:
         broker = make_broker(settings)
     a = settings.allocator
@@ -209,11 +236,16 @@ async def open_engine(
         ),
         allocate_every=None if a.interval == "off" else a.interval,
         mode=TradingMode.PAPER if isinstance(broker, PaperBroker) else TradingMode.LIVE,
+        run_stages=run_stages,
     )
+    engine._last_close = last_close  # the live broker's price hint (Luno's market buys in quote) reads it
+    engine.stages.rules = rules_from(settings.promotion)  # [promotion] criteria and live floors
     try:
         await engine.start(bot_specs(settings, streams))
         await store.set_kv("trading_mode", engine.mode.value)
     except BaseException:
+        if own_broker:
+            await broker.close()  # type: ignore[attr-defined]
         await store.close()
         raise
     return engine, feed

@@ -498,3 +498,84 @@ def refusals(conn: sqlite3.Connection, limit: int = 200) -> list[RefusalRow]:
         name = str(bot_id) if r[4] is None else str(r[4])
         out.append(RefusalRow(i, int(r[1]), int(r[2]), bot_id, name, r[5], r[6], r[7], _figures(r[8], i)))
     return out
+
+
+# -- bot lifecycle stages (schema v4) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StageChangeRow:
+    """A ``stage_changes`` row with its bot's name: who (``actor``: user | cli | ai | engine) moved
+    the bot from ``from_stage`` to ``to_stage``, when (ms UTC, engine time) and why; ``figures``
+    the criteria as measured then (JSON object; ``{}`` when none)."""
+
+    id: int
+    ts: int
+    bot_id: int
+    bot: str
+    from_stage: str
+    to_stage: str
+    actor: str
+    reason: str
+    figures: dict[str, Any]
+
+
+def _stage_figures(text: Any, row_id: int) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise LedgerDataError(
+            f"stage_changes id={row_id} figures: expected a JSON object, found {text!r:.60}"
+        )
+    return data
+
+
+def stage_changes(
+    conn: sqlite3.Connection, bot_id: int | None = None, limit: int | None = None
+) -> list[StageChangeRow]:
+    """Stage changes, newest first (by id), of every bot or of one; at most ``limit`` (None = all).
+
+    A ledger older than schema v4 has none: []. Raises LedgerDataError when a
+    ``figures`` is not a JSON object.
+    """
+    if not _has_table(conn, "stage_changes"):
+        return []
+    sql = (
+        "SELECT s.id, s.ts, s.bot_id, b.name, s.from_stage, s.to_stage, s.actor, s.reason, s.figures"
+        " FROM stage_changes s LEFT JOIN bots b ON b.id = s.bot_id"
+    )
+    args: list[object] = []
+    if bot_id is not None:
+        sql += " WHERE s.bot_id = ?"
+        args.append(bot_id)
+    sql += " ORDER BY s.id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(max(0, limit))
+    out: list[StageChangeRow] = []
+    for r in conn.execute(sql, args):
+        i, bid = int(r[0]), int(r[2])
+        name = str(bid) if r[3] is None else str(r[3])
+        out.append(StageChangeRow(i, int(r[1]), bid, name, r[4], r[5], r[6], r[7], _stage_figures(r[8], i)))
+    return out
+
+
+def latest_stage_change(conn: sqlite3.Connection, bot_id: int) -> StageChangeRow | None:
+    """The bot's newest stage change, or None (it is still in its first stage)."""
+    rows = stage_changes(conn, bot_id, limit=1)
+    return rows[0] if rows else None
+
+
+def bot_stage_starts(conn: sqlite3.Connection) -> dict[int, int | None]:
+    """Each bot's ``stage_ts``: ms UTC (market time) its current stage began; None = not started
+    yet. Empty for a ledger older than schema v4 (no such column)."""
+    cols = {str(r[1]) for r in conn.execute("PRAGMA table_info(bots)")}
+    if "stage_ts" not in cols:
+        return {}
+    return {
+        int(r[0]): None if r[1] is None else int(r[1]) for r in conn.execute("SELECT id, stage_ts FROM bots")
+    }

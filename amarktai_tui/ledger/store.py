@@ -47,6 +47,7 @@ class BotRecord:
     last_candle_ts: int | None
     sizing: str = "fixed"  # "fixed": the risk mode's max notional; "kelly": fractional Kelly (risk.kelly)
     order_type: str = "market"  # entries: "market", or "limit" at the decision candle's close
+    stage_ts: int | None = None  # ms UTC (market time) ``stage`` was entered; None: not started yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,27 @@ class TripReset:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """A bot's lifecycle stage change and its audit row (``stage_changes``).
+
+    ``ts`` ms UTC (engine time: market time in a replay); ``actor`` user | cli | ai | engine;
+    ``reason`` non-empty; ``figures`` the criteria as measured (JSON-ready, see ``engine.stages``).
+    """
+
+    bot_id: int
+    ts: int
+    from_stage: LifecycleStage
+    to_stage: LifecycleStage
+    actor: str
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+class StageConflictError(RuntimeError):
+    """``change_stage`` found the bot in another stage than ``from_stage`` (or no such bot)."""
+
+
 @dataclass(slots=True)
 class WriteBatch:
     """Everything one engine tick writes, applied in this order in one transaction."""
@@ -104,6 +126,9 @@ class WriteBatch:
     capital: dict[int, Decimal] = field(default_factory=dict)  # bot_id -> new capital
     reconciliations: list[tuple[int, str, bool, int, int, str]] = field(default_factory=list)
     """reconciliations rows: (ts, exchange, ok, resolved, recovered, details JSON)"""
+    stage_changes: list[StageChange] = field(default_factory=list)
+    stage_starts: dict[int, int] = field(default_factory=dict)
+    """bot_id -> ms UTC its first stage started (``bots.stage_ts`` set only where still NULL)"""
 
     def __bool__(self) -> bool:
         return bool(
@@ -119,6 +144,8 @@ class WriteBatch:
             or self.events
             or self.capital
             or self.reconciliations
+            or self.stage_changes
+            or self.stage_starts
         )
 
 
@@ -321,6 +348,64 @@ class LedgerStore:
             row = await cur.fetchone()
         return None if row is None else str(row[0])
 
+    # -- lifecycle stages (schema v4) ----------------------------------------
+    async def change_stage(self, change: StageChange) -> None:
+        """Move a bot from ``change.from_stage`` to ``change.to_stage`` and write the audit row, in one
+        transaction. Raises StageConflictError (nothing written) when the bot is in another stage,
+        ValueError for an empty reason."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await _stage_change(self._conn, change)
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+
+    async def latest_stage_changes(self) -> dict[int, StageChange]:
+        """Each bot's newest stage change (by id), for the bots that have one."""
+        out: dict[int, StageChange] = {}
+        async with self._conn.execute(
+            "SELECT bot_id, ts, from_stage, to_stage, actor, reason, figures FROM stage_changes"
+            " WHERE id IN (SELECT MAX(id) FROM stage_changes GROUP BY bot_id)"
+        ) as cur:
+            async for r in cur:
+                try:
+                    figures = json.loads(r[6]) if r[6] else {}
+                except ValueError:
+                    figures = {}
+                out[int(r[0])] = StageChange(
+                    int(r[0]), int(r[1]), LifecycleStage(r[2]), LifecycleStage(r[3]), r[4], r[5],
+                    figures if isinstance(figures, dict) else {},
+                )  # fmt: skip
+        return out
+
+    async def equity_points(self, bot_id: int, since: int) -> list[tuple[int, Decimal]]:
+        """``[(ts, equity)]`` of the bot's equity snapshots with ``ts >= since`` (ms UTC), in (ts, id) order."""
+        async with self._conn.execute(
+            "SELECT ts, equity FROM equity_snapshots WHERE bot_id = ? AND ts >= ? ORDER BY ts, id",
+            (bot_id, since),
+        ) as cur:
+            return [(int(r[0]), Decimal(r[1])) for r in await cur.fetchall()]
+
+    # -- account trading mode (schema v4) ----------------------------------------
+    async def record_mode_switch(
+        self, ts: int, from_mode: str, to_mode: str, actor: str, reason: str, doctor_json: str = ""
+    ) -> None:
+        """Append a ``mode_switches`` row (the newest row is the mode in force)."""
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO mode_switches (ts, from_mode, to_mode, actor, reason, doctor)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (ts, from_mode, to_mode, actor, reason, doctor_json),
+            )  # autocommit connection: one statement, one transaction
+
+    async def trading_mode(self) -> str:
+        """The account's trading mode: the newest ``mode_switches`` row's, ``paper`` when there is none."""
+        async with self._conn.execute("SELECT to_mode FROM mode_switches ORDER BY id DESC LIMIT 1") as cur:
+            row = await cur.fetchone()
+        return "paper" if row is None else str(row[0])
+
     # -- the tick's batch ------------------------------------------------
     async def write(self, batch: WriteBatch) -> None:
         """Apply ``batch`` in one transaction (all or nothing)."""
@@ -444,6 +529,13 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
                 "INSERT INTO ledger_events (ts, bot_id, kind, amount, currency, note) VALUES (?,?,?,?,?,?)",
                 [(ts, bid, kind, str(amount), cur, note) for ts, bid, kind, amount, cur, note in b.events],
             )
+        if b.stage_starts:
+            await conn.executemany(
+                "UPDATE bots SET stage_ts = ? WHERE id = ? AND stage_ts IS NULL",
+                [(ts, bid) for bid, ts in b.stage_starts.items()],
+            )
+        for change in b.stage_changes:
+            await _stage_change(conn, change, check=False)
         if b.capital:
             await conn.executemany(
                 "UPDATE bots SET capital = ? WHERE id = ?", [(str(c), bid) for bid, c in b.capital.items()]
@@ -457,6 +549,26 @@ async def _apply(conn: aiosqlite.Connection, b: WriteBatch) -> None:
     except BaseException:
         await conn.execute("ROLLBACK")
         raise
+
+
+async def _stage_change(conn: aiosqlite.Connection, c: StageChange, *, check: bool = True) -> None:
+    """Set the bot's stage and append the audit row. ``check``: only if the bot is in ``c.from_stage``
+    (a writer that read the ledger); the engine's own batch skips it (it is the ledger's only writer,
+    and a tick's writes must never be lost to one stale row)."""
+    if not c.reason.strip():
+        raise ValueError("a stage change needs a reason")
+    cur = await conn.execute(
+        "UPDATE bots SET stage = ?, stage_ts = ?, updated_ts = MAX(updated_ts, ?) WHERE id = ?"
+        + (" AND stage = ?" if check else ""),
+        (c.to_stage.value, c.ts, c.ts, c.bot_id, *((c.from_stage.value,) if check else ())),
+    )
+    if cur.rowcount != 1:
+        raise StageConflictError(f"bot {c.bot_id} is not {c.from_stage.value} (or does not exist)")
+    await conn.execute(
+        "INSERT INTO stage_changes (ts, bot_id, from_stage, to_stage, actor, reason, figures) VALUES (?,?,?,?,?,?,?)",
+        (c.ts, c.bot_id, c.from_stage.value, c.to_stage.value, c.actor, c.reason.strip(),
+         json.dumps(c.figures, sort_keys=True, default=str)),
+    )  # fmt: skip
 
 
 RISK_KV = "risk.gauges"  # kv key of the breakers' gauges (JSON), written with every tick
@@ -514,4 +626,5 @@ def _bot(r: sqlite3.Row) -> BotRecord:
         last_candle_ts=r["last_candle_ts"],
         sizing=r["sizing"],
         order_type=r["order_type"],
+        stage_ts=r["stage_ts"],
     )

@@ -27,7 +27,7 @@ def dispatch(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
     ):
         from amarktai_tui.ops.risk_commands import write_command
 
-        return write_command(args, data_dir)
+        return write_command(args, data_dir, settings=settings)
     try:
         conn = connect_readonly(str(db_path(data_dir)))
     except FileNotFoundError as exc:

@@ -16,7 +16,10 @@ defaults to ``"cli"``) and reads one line back::
 ``TRIP`` is ``trip_json``'s shape (the same as ``amarktai breakers --json``).
 ``changed`` is false for a halt while already halted (``trip`` is the active
 halt) and for a resume while not halted (``trip`` null). An ``EngineError``
-(empty reason, no such active trip) is ``ok: false``.
+(empty reason, no such active trip) is ``ok: false``. ``promote``/``demote`` (bot
+lifecycle stages) are described in ``ops.stage_commands``. ``mode`` carries ``"mode": "paper"``
+and answers ``{"ok": true, "changed": bool}``: the engine records the switch and, when it was
+trading live, stops (``ops.mode``).
 
 The socket is ``<data_dir>/amarktai.sock``, mode 0600. A Unix socket path is
 limited to 108 bytes on Linux (104 on macOS), so when that path is longer than
@@ -53,7 +56,7 @@ SOCKET_NAME = "amarktai.sock"
 MAX_SOCKET_PATH = 100  # bytes; sun_path holds 108 (Linux) or 104 (macOS) including the NUL
 MAX_REQUEST = 64 * 1024  # bytes of one request line
 READ_TIMEOUT_S = 10.0  # a connection that sends no complete line in this time is dropped
-COMMANDS = ("halt", "resume", "reset")
+COMMANDS = ("halt", "resume", "reset", "promote", "demote", "mode")  # promote/demote: ops.stage_commands
 
 
 class ControlError(RuntimeError):
@@ -205,11 +208,25 @@ async def _run(
 ) -> dict[str, Any]:
     from amarktai_tui.engine.events import BreakerReset
 
+    if cmd in ("promote", "demote"):  # bot lifecycle stages
+        from amarktai_tui.ops.stage_commands import run_stage_command
+
+        return await run_stage_command(engine, cmd, req, actor, reason)
+
     def name(trip: Trip | None) -> dict[str, Any] | None:
         if trip is None:
             return None
         runner = engine.runners.get(trip.bot_id) if trip.bot_id is not None else None
         return trip_json(trip, runner.rec.name if runner is not None else None)
+
+    if cmd == "mode":  # a running engine switches to paper only (ops.mode): it records it and stops
+        if req.get("mode") != "paper":
+            return {
+                "ok": False,
+                "error": "a running engine switches to paper only: stop it to switch to live",
+            }
+        changed = await engine.switch_to_paper(actor, (reason or "").strip() or "switched to paper")
+        return {"ok": True, "changed": changed}
 
     if cmd == "halt":
         if reason is not None and not reason.strip():

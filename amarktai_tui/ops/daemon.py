@@ -63,7 +63,7 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
         try:
             control = await serve_control(engine, sock)
         except OSError as exc:
-            await engine.store.close()
+            await engine.close()
             raise ControlSocketError(f"cannot listen on the control socket {sock}: {exc}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -77,7 +77,7 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await stop_control(control)
-            await engine.store.close()
+            await engine.close()
         log.info(
             "engine stopped: %d candles, %d fills, equity %s",
             engine.candles_seen,

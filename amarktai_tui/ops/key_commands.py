@@ -9,11 +9,12 @@
   works, 1 when it does not. A key that can withdraw still passes (exit 0), with a WARNING
   line on stderr and ``can_withdraw`` recorded: the key works, but should be replaced by a
   trade-only one.
-- ``keys delete P``: removes the keyring entries; status ``not_configured``.
+- ``keys delete P [--totp CODE]``: removes the keyring entries; status ``not_configured``. With
+  TOTP enabled (``vault.totp``) it needs a current code (prompted on a terminal).
 
 Exit codes: 0 ok; 1 runtime failure (no usable keyring, the test failed, nothing saved to
 test, the ledger unusable); 2 bad usage (unknown provider, empty or missing field, a
-provider without a test). Every error is one line on stderr.
+provider without a test, a missing or wrong TOTP code). Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run_keys(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
         if action == "test":
             return _test(KeyManager(settings, data_dir), provider, as_json=args.json)
         if action == "delete":
-            return _delete(KeyManager(settings, data_dir), provider)
+            return _delete(KeyManager(settings, data_dir), provider, args.totp)
     except KeyInputError as exc:
         print(f"amarktai keys {action}: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +147,11 @@ def _test(manager: KeyManager, provider: Provider, *, as_json: bool) -> int:
     return 0 if check.ok else 1
 
 
-def _delete(manager: KeyManager, provider: Provider) -> int:
+def _delete(manager: KeyManager, provider: Provider, code: str | None) -> int:
+    from amarktai_tui.ops.totp_commands import ask_code
+    from amarktai_tui.vault.totp import require_totp, totp_enabled
+
+    require_totp(manager.store, ask_code(code, lambda: totp_enabled(manager.store)))  # TotpRequired: exit 2
     found = manager.delete(provider.id)
     print(
         f"{provider.id}: {'deleted from the keyring' if found else 'nothing was saved'}; status not_configured"

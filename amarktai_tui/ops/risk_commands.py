@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from amarktai_tui.config import Settings
 from amarktai_tui.ledger import reader
 from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.locations import db_path, lock_path
@@ -151,11 +152,21 @@ def request_of(args: argparse.Namespace) -> dict[str, Any]:
     return {"cmd": args.command, "reason": reason, "actor": "cli"}
 
 
-def write_command(args: argparse.Namespace, data_dir: Path) -> int:
-    """Apply halt / resume / reset live (engine running) or record it (no engine); exit code."""
+def write_command(args: argparse.Namespace, data_dir: Path, *, settings: Settings) -> int:
+    """Apply halt / resume / reset live (engine running) or record it (no engine); exit code.
+
+    A reset or a resume needs the TOTP second factor when it is enabled (``--totp CODE``, or
+    the prompt on a terminal; ``ops.totp_commands.second_factor``); halting never does.
+    """
     from amarktai_tui.ledger.schema import SchemaTooNewError
+    from amarktai_tui.ops.totp_commands import second_factor
 
     req = request_of(args)
+    if req["cmd"] in ("reset", "resume"):
+        what = "breakers reset" if req["cmd"] == "reset" else "resume"
+        refused = second_factor(getattr(args, "totp", None), settings, data_dir, what)
+        if refused is not None:
+            return refused
     db = db_path(data_dir)
     if not db.exists():
         print(f"amarktai: no ledger at {db}: run the engine first (amarktai --daemon ...)", file=sys.stderr)

@@ -6,13 +6,20 @@ header and the visible pane when something changed. Commands (pause, resume,
 stop, pause all, resume all, emergency stop, applying a capital allocation) run as
 ``commands`` workers; one
 ``Worker.StateChanged`` handler turns any worker error into a message.
+
+The account mode switch (M, ``tui.screens.mode_switch``) stops the engine, records the switch
+(``ops.mode.switch_mode``, actor user) and starts a new engine worker, which opens in the new mode.
+A start that fails while the account is live (or after such a restart) leaves the app open with
+the one-line reason in the header and a notification, so the user can switch back to paper.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +31,7 @@ from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from amarktai_tui.config import Settings
-from amarktai_tui.domain.enums import BotState
+from amarktai_tui.domain.enums import BotState, TradingMode
 from amarktai_tui.domain.types import split_pair
 from amarktai_tui.engine.engine import EngineError, ResetResult, TradingEngine
 from amarktai_tui.engine.events import EventBus
@@ -33,6 +40,7 @@ from amarktai_tui.locations import db_path, lock_path, user_themes_dir
 from amarktai_tui.market.base import FeedState, FeedStatus
 from amarktai_tui.ops.control import serve_control, socket_path, stop_control
 from amarktai_tui.ops.lock import EngineLock, EngineLockedError
+from amarktai_tui.ops.mode import ModeSwitchRefused, current_mode, switch_mode
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import BotsPane
@@ -47,6 +55,7 @@ from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import NewBotScreen
 from amarktai_tui.tui.screens.reset_breaker import ResetBreakerScreen
 from amarktai_tui.tui.themes import BUILTIN_DIR, THEME_VARIABLES, choose_theme, load_themes
+from amarktai_tui.vault.totp import TotpGate
 
 FRAME_BUDGET_SHARE = 5
 TAB_FOCUS = {"bots": "#bots-table", "profits": "#trades-tape RichLog", "breakers": "#breakers-table"}
@@ -72,7 +81,9 @@ class AmarktaiApp(App[None]):
         Binding("H", "halt", "Emergency stop", id="app.halt", key_display="H"),
         Binding("U", "resume_trading", "Resume trading", id="app.resume", key_display="U"),
         Binding("A", "allocate", "Allocate", id="app.allocate", key_display="A"),
+        Binding("M", "mode_switch", "Mode", id="app.mode", key_display="M"),
         Binding("K", "keys", "Keys", id="app.keys", key_display="K", show=False),  # also in the palette
+        Binding("B", "balances", "Balances", id="app.balances", key_display="B", show=False),  # and here
     ]
 
     def __init__(
@@ -101,6 +112,10 @@ class AmarktaiApp(App[None]):
         self._status: FeedStatus | None = None
         self._next_draw = 0.0
         self._halted = False
+        self.account_mode = TradingMode.PAPER
+        """The account's mode as the engine worker last read it (the header badge while no engine runs)."""
+        self._restarts = 0
+        """Engine restarts by a mode switch (after one, a failed start leaves the app open)."""
 
     # -- start-up ---------------------------------------------------------------
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -177,10 +192,16 @@ class AmarktaiApp(App[None]):
         try:
             lock.acquire()
         except EngineLockedError as exc:
-            self.exit(return_code=1, message=f"amarktai: {exc}")
+            if self._restarts:  # another process took the data dir while the mode was switched
+                self._not_started(str(exc))
+            else:
+                self.exit(return_code=1, message=f"amarktai: {exc}")
             return
         try:
+            with suppress(sqlite3.Error):  # open_engine says what is wrong with the ledger
+                self.account_mode = await asyncio.to_thread(current_mode, self.data_dir)
             engine, feed = await open_engine(self.settings, self.data_dir, self.replay, self.bus)
+            self.account_mode = engine.mode
             self.engine = engine
             control = await serve_control(engine, socket_path(self.data_dir))  # `amarktai halt` etc.
             self.model.load_history(db_path(self.data_dir))
@@ -195,7 +216,7 @@ class AmarktaiApp(App[None]):
                 raise
             finally:
                 await stop_control(control)
-                await engine.store.close()
+                await engine.close()
         finally:
             lock.release()
 
@@ -214,6 +235,9 @@ class AmarktaiApp(App[None]):
         error = event.worker.error
         if event.worker.group == "engine":
             text = f"{type(error).__name__}: {error}"
+            if self.engine is None and (self._restarts or self.account_mode is TradingMode.LIVE):
+                self._not_started(text)  # e.g. LiveSetupError, ReconcileError: switch back to paper (M)
+                return
             if self.engine is None:  # failed while starting: nothing to show, say why on exit
                 self.exit(return_code=1, message=f"amarktai: engine failed to start: {text}")
                 return
@@ -252,7 +276,7 @@ class AmarktaiApp(App[None]):
         if halted != self._halted:
             self._halted = halted
             self.refresh_bindings()  # the footer offers H or U
-        self.query_one(AppHeader).show(engine, self._problem, stopped=stopped)
+        self.query_one(AppHeader).show(engine, self._problem, stopped=stopped, mode=self.account_mode)
         while self.model.alerts:
             self.notify(self.model.alerts.popleft(), title="Bot error", severity="error", timeout=30)
         if engine is None:
@@ -291,7 +315,7 @@ class AmarktaiApp(App[None]):
 
     def _live_engine(self) -> TradingEngine | None:
         if self.engine is None:
-            self.notify("the engine is still starting", severity="warning")
+            self.notify(self._problem or "the engine is still starting", severity="warning")
             return None
         if self.model.stopped is not None or self._problem is not None:
             self.notify("the engine has stopped; restart the app to trade", severity="warning")
@@ -360,9 +384,13 @@ class AmarktaiApp(App[None]):
             return engine.reset_breaker(trip.id, reason, actor="user")
 
         self.push_screen(
-            ResetBreakerScreen(f"Reset {rule} on {who}?", why, "Reset", run),
+            ResetBreakerScreen(f"Reset {rule} on {who}?", why, "Reset", run, self.second_factor()),
             lambda result: self._reset_done(result, f"{rule} on {who}", "reset"),
         )
+
+    def second_factor(self) -> TotpGate:
+        """The TOTP gate of breaker resets and resuming (a code is asked for only when enabled)."""
+        return TotpGate(self.settings, self.data_dir)
 
     def _reset_done(self, result: ResetResult | None, what: str, done: str) -> None:
         """After the reset modal: say what was done, and if the breaker tripped again at once."""
@@ -434,7 +462,7 @@ class AmarktaiApp(App[None]):
             "Bots stopped by the halt go back to running; breakers tripped on their own stay tripped."
         )
         self.push_screen(
-            ResetBreakerScreen("Resume trading?", why, "Resume", run),
+            ResetBreakerScreen("Resume trading?", why, "Resume", run, self.second_factor()),
             lambda result: self._reset_done(result, "emergency stop", "trading resumed"),
         )
 
@@ -445,6 +473,90 @@ class AmarktaiApp(App[None]):
 
         if not isinstance(self.screen, KeysScreen):
             self.push_screen(KeysScreen(self.settings, self.data_dir))
+
+    def action_balances(self) -> None:
+        """Open the Balances screen (every exchange with a key: free, used, total, value in quote)."""
+        from amarktai_tui.tui.screens.balances import BalancesScreen
+
+        if not isinstance(self.screen, BalancesScreen):
+            self.push_screen(BalancesScreen(self.settings, self.data_dir))
+
+    # -- account mode (paper | live) ----------------------------------------------------
+    def action_mode_switch(self) -> None:
+        """Open the mode modal: to live, the doctor, the phrase and (when enabled) a TOTP code; to
+        paper, one confirmation. The modal calls ``_apply_mode`` to make the switch."""
+        from amarktai_tui.tui.screens.mode_switch import ModeSwitchScreen
+
+        if isinstance(self.screen, ModeSwitchScreen):
+            return
+        while isinstance(self.screen, BotDetailScreen):  # it shows the engine that is about to stop
+            self.pop_screen()
+        self.push_screen(ModeSwitchScreen(self.settings, self.data_dir, self._apply_mode), self._mode_closed)
+
+    def _mode_closed(self, mode: TradingMode | None) -> None:
+        self.query_one(TAB_FOCUS[self.query_one("#tabs", TabbedContent).active]).focus()  # panes may be new
+        if mode is not None:
+            self.notify(f"account switched to {mode.value}: the engine starts again in {mode.value} mode")
+
+    @work(exclusive=True, group="mode", exit_on_error=False, name="mode")
+    async def _apply_mode(
+        self, target: TradingMode, phrase: str | None, totp_code: str | None
+    ) -> ModeSwitchRefused | None:
+        """Stop the engine, switch the account (``switch_mode`` runs the gate again, with no lock
+        held), then start a new engine worker, which opens in the account's mode: the new one, or the
+        old one after a refusal. Returns the refusal, None once switched."""
+        if self.engine is None and not self.engine_done.is_set():
+            return ModeSwitchRefused("the engine is still starting: try again in a moment")
+        await self.stop_engine()
+        refused: ModeSwitchRefused | None = None
+        restart = True
+        try:
+            # in a thread with its own loop: the gate's TOTP check blocks (keyring, SQLite)
+            switch = switch_mode(self.settings, self.data_dir, target, actor="user",
+                                 reason="switched in the TUI", phrase=phrase, totp_code=totp_code)  # fmt: skip
+            await asyncio.to_thread(asyncio.run, switch)
+        except ModeSwitchRefused as exc:
+            refused = exc
+        except (sqlite3.Error, OSError) as exc:
+            refused = ModeSwitchRefused(f"{type(exc).__name__}: {exc}")
+        except asyncio.CancelledError:
+            restart = False  # the app is closing
+            raise
+        finally:
+            if restart:
+                await self._restart_engine()
+        return refused
+
+    async def _restart_engine(self) -> None:
+        """A new engine worker on the data dir, with a fresh model and fresh panes (what they drew
+        belongs to the stopped engine); the header shows "starting..." until the engine is open."""
+        self._restarts += 1
+        self.engine = None
+        self._problem = None
+        self._halted = False
+        self._status = None
+        self._drawn = -1
+        self.engine_done.clear()
+        self.feed_ended.clear()
+        self.model.close()
+        self.model = EngineModel(self.bus)
+        for tab, pane in (("bots", BotsPane), ("profits", ProfitsPane), ("breakers", BreakersPane)):
+            await self.query_one(pane).remove()
+            await self.query_one(f"#{tab}", TabPane).mount(pane(id=f"{tab}-pane"))
+        self.refresh_bindings()
+        self._start_engine()
+        self.redraw(force=True)
+
+    def _not_started(self, reason: str) -> None:
+        """The engine did not start (a live start refused, the data dir taken): say why, stay open."""
+        self._problem = f"NOT TRADING: {reason}"
+        self.notify(
+            f"The engine did not start: {reason}. M switches the account mode.",
+            title="Engine not started",
+            severity="error",
+            timeout=60,
+        )
+        self.redraw(force=True)
 
     # -- capital allocation -----------------------------------------------------------
     def action_allocate(self) -> None:
@@ -468,7 +580,8 @@ class AmarktaiApp(App[None]):
         self.bot_action(message.action, message.bot_id)
 
     def bot_action(self, action: str, bot_id: int) -> None:
-        """``action`` (start, pause, stop, details) on bot ``bot_id``; stop asks for confirmation first."""
+        """``action`` (start, pause, stop, details, promote, demote) on bot ``bot_id``; stop, promote and
+        demote ask for confirmation first (promote/demote: ``tui.screens.stage_change``, audited)."""
         engine = self.engine
         if engine is None or bot_id not in engine.runners:
             return
@@ -481,7 +594,11 @@ class AmarktaiApp(App[None]):
             return
         if self._live_engine() is None:
             return
-        if action == "start":
+        if action in ("promote", "demote"):
+            from amarktai_tui.tui.screens.stage_change import stage_screen
+
+            self.push_screen(stage_screen(engine, bot_id, action), lambda _: self.redraw(force=True))
+        elif action == "start":
             self._command(
                 lambda: engine.set_bot_state(bot_id, BotState.RUNNING, "resumed by user"),
                 lambda _: f"{name} running",
@@ -522,10 +639,13 @@ class AmarktaiApp(App[None]):
 def _all_bindings() -> list[Binding]:
     """Every Binding the app and its screens declare (ids are what ``[ui] keymap`` remaps)."""
     from amarktai_tui.tui.bots_pane import BotsPane
+    from amarktai_tui.tui.screens.balances import BalancesScreen
     from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
     from amarktai_tui.tui.screens.confirm import ConfirmScreen
     from amarktai_tui.tui.screens.keys import KeysScreen
+    from amarktai_tui.tui.screens.mode_switch import ModeSwitchScreen
     from amarktai_tui.tui.screens.set_key import SetKeyScreen
+    from amarktai_tui.tui.screens.stage_change import StageChangeScreen
 
     out: list[Binding] = []
     for cls in (
@@ -539,6 +659,9 @@ def _all_bindings() -> list[Binding]:
         AllocationScreen,
         KeysScreen,
         SetKeyScreen,
+        BalancesScreen,
+        StageChangeScreen,
+        ModeSwitchScreen,
     ):
         out.extend(b for b in cls.BINDINGS if isinstance(b, Binding))
     return out

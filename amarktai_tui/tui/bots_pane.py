@@ -11,11 +11,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Label, Static
 
-from amarktai_tui.domain.enums import BotState, Side
+from amarktai_tui.domain.enums import BotState, LifecycleStage, Side
 from amarktai_tui.domain.types import Fill, Order
 from amarktai_tui.engine.engine import TradingEngine
+from amarktai_tui.engine.promotion import Verdict
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.widgets.tape import Column, Tape, foreground
@@ -29,11 +30,12 @@ BOT_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("pair", "Pair", None),
     ("strategy", "Strategy", None),
     ("state", "State", 8),
-    ("position", "Position", 24),
+    ("stage", "Stage", 9),
+    ("position", "Position", 20),
     ("open", "Open PnL", 10),
     ("realised", "Realised", 11),
     ("trades", "Trades", 6),
-    ("win", "Win rate", 8),
+    ("win", "Win", 6),
 )
 """Fixed widths for the figures, so the layout never depends on values seen mid-run."""
 _RIGHT_ALIGNED = frozenset({"open", "realised", "trades", "win"})
@@ -82,8 +84,47 @@ _STATE_ROLE = {
 }
 
 
-def bot_cells(table: StyledTable, r: BotRunner, order: Order | None = None) -> tuple[Text | str, ...]:
-    """The row of one bot, in ``BOT_COLUMNS`` order."""
+_STAGE_ROLE = {
+    LifecycleStage.PAPER_TRAINING: "muted",
+    LifecycleStage.ELIGIBLE_FOR_LIVE: "ok",
+    LifecycleStage.LIVE: "warn",
+    LifecycleStage.QUARANTINED: "error",
+}
+_STAGE_WORDS = {
+    LifecycleStage.PAPER_TRAINING: "paper training",
+    LifecycleStage.ELIGIBLE_FOR_LIVE: "eligible for live: L promotes it (asks first), D demotes it",
+    LifecycleStage.LIVE: "live: D demotes it to paper",
+    LifecycleStage.QUARANTINED: "quarantined until its breaker trip is reset (Breakers tab)",
+}
+
+
+_STAGE_SHORT = {
+    LifecycleStage.ELIGIBLE_FOR_LIVE: "eligible",
+    LifecycleStage.LIVE: "live",
+    LifecycleStage.QUARANTINED: "quarant.",  # the column is 9 wide; the stage line spells it out
+}
+
+
+def stage_cell(table: StyledTable, stage: LifecycleStage, verdict: Verdict | None) -> Text:
+    """The Stage column: "paper 4/6" (promotion criteria met), "eligible", "live", "quarant."."""
+    if stage is LifecycleStage.PAPER_TRAINING:
+        text = "paper" if verdict is None else f"paper {verdict.met}/{len(verdict.checks)}"
+    else:
+        text = _STAGE_SHORT[stage]
+    return table.styled(text, _STAGE_ROLE[stage])
+
+
+def stage_progress(name: str, stage: LifecycleStage, verdict: Verdict | None) -> str:
+    """The line under the table for the selected bot: its stage and its progress on every criterion,
+    e.g. "btc-rsi: paper training · trades 18/25 · win 55% ✓ · days 4.2/7 · ..."."""
+    checks = "" if verdict is None else " · " + verdict.summary(short=True, sep=" · ")
+    return f"{name}: {_STAGE_WORDS[stage]}{checks}"
+
+
+def bot_cells(
+    table: StyledTable, r: BotRunner, order: Order | None = None, verdict: Verdict | None = None
+) -> tuple[Text | str, ...]:
+    """The row of one bot, in ``BOT_COLUMNS`` order (``verdict``: its stage's, for the Stage column)."""
     rec = r.rec
     state = rec.state.value
     if r.exit_requested is not None and r.long:
@@ -104,6 +145,7 @@ def bot_cells(table: StyledTable, r: BotRunner, order: Order | None = None) -> t
         rec.pair,
         f"{rec.strategy} {rec.timeframe}",
         table.styled(state, _STATE_ROLE.get(rec.state, "")),
+        stage_cell(table, rec.stage, verdict),
         position,
         _right(table.pnl(unreal, fmt.money(unreal, signed=True)) if r.long else table.styled("-", "muted")),
         _right(table.pnl(r.stats.realised, fmt.money(r.stats.realised, signed=True))),
@@ -152,10 +194,13 @@ class BotsPane(Vertical):
         Binding("p", "pause_bot", "Pause", id="bots.pause"),
         Binding("x", "stop_bot", "Stop", id="bots.stop"),
         Binding("d", "bot_details", "Details", id="bots.details"),
+        # lifecycle stages: shown in the stage line under the table and in the palette
+        Binding("L", "promote_bot", "Promote to live", id="bots.promote", key_display="L", show=False),
+        Binding("D", "demote_bot", "Demote to paper", id="bots.demote", key_display="D", show=False),
     ]
 
     class BotAction(Message):
-        """The user asked for ``action`` (start, pause, stop, details) on bot ``bot_id``."""
+        """The user asked for ``action`` (start, pause, stop, details, promote, demote) on bot ``bot_id``."""
 
         def __init__(self, action: str, bot_id: int) -> None:
             super().__init__()
@@ -166,6 +211,7 @@ class BotsPane(Vertical):
         super().__init__(id=id)
         self._rows: dict[int, tuple[object, ...]] = {}
         self._fills_shown = -1
+        self._engine: TradingEngine | None = None
 
     def compose(self) -> ComposeResult:
         table = StyledTable(id="bots-table", cursor_type="row", zebra_stripes=True)
@@ -173,6 +219,7 @@ class BotsPane(Vertical):
             title = Text(label, justify="right") if key in _RIGHT_ALIGNED else label
             table.add_column(title, key=key, width=width)
         yield table
+        yield Static("", id="stage-progress")
         yield Label("Latest fills (newest at the bottom)", classes="section-title")
         yield Tape(FILL_COLUMNS, max_rows=RECENT_FILLS, id="fills-tape")
 
@@ -191,9 +238,13 @@ class BotsPane(Vertical):
 
     def refresh_view(self, engine: TradingEngine) -> None:
         """Bring both tables up to date with the engine (only changed cells are touched)."""
+        self._engine = engine
         table = self.query_one("#bots-table", StyledTable)
         for bot_id in sorted(engine.runners):
-            cells = bot_cells(table, engine.runners[bot_id], engine.open_order(bot_id))
+            runner = engine.runners[bot_id]
+            paper = runner.rec.stage is LifecycleStage.PAPER_TRAINING
+            verdict = engine.stages.verdict(bot_id) if paper else None
+            cells = bot_cells(table, runner, engine.open_order(bot_id), verdict)
             old = self._rows.get(bot_id)
             if old is None:
                 table.add_row(*cells, key=str(bot_id))
@@ -202,8 +253,22 @@ class BotsPane(Vertical):
                     if new != was:
                         table.update_cell(str(bot_id), col, new)
             self._rows[bot_id] = cells
+        self._show_stage()
         if len(engine.fill_log) != self._fills_shown:
             self._show_fills(engine)
+
+    def _show_stage(self) -> None:
+        """The selected bot's stage and its progress on every criterion, under the table."""
+        engine, bot_id = self._engine, self.selected_bot
+        runner = None if engine is None or bot_id is None else engine.runners.get(bot_id)
+        text = ""
+        if engine is not None and runner is not None:
+            text = stage_progress(runner.rec.name, runner.rec.stage, engine.stages.verdict(runner.rec.id))
+        self.query_one("#stage-progress", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "bots-table":
+            self._show_stage()
 
     def _show_fills(self, engine: TradingEngine) -> None:
         tape = self.query_one("#fills-tape", Tape)
@@ -239,6 +304,12 @@ class BotsPane(Vertical):
 
     def action_bot_details(self) -> None:
         self._ask("details")
+
+    def action_promote_bot(self) -> None:
+        self._ask("promote")
+
+    def action_demote_bot(self) -> None:
+        self._ask("demote")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "bots-table":

@@ -58,29 +58,36 @@ class AppHeader(Static):
         self._engine: TradingEngine | None = None
         self._problem: str | None = None
         self._stopped = False
+        self._mode = TradingMode.PAPER
 
     def show(
-        self, engine: TradingEngine | None, problem: str | None = None, *, stopped: bool = False
+        self,
+        engine: TradingEngine | None,
+        problem: str | None = None,
+        *,
+        stopped: bool = False,
+        mode: TradingMode = TradingMode.PAPER,
     ) -> None:
         """Redraw from ``engine`` (None while it starts); ``problem`` replaces the source text.
 
         ``stopped``: the run has ended normally (``--until-end``): said next to the source.
+        ``mode``: the account's mode, for the badge while no engine runs (a live start that failed).
         """
-        self._engine, self._problem, self._stopped = engine, problem, stopped
+        self._engine, self._problem, self._stopped, self._mode = engine, problem, stopped, mode
         line = self._line()
         if line.plain != self.text or engine is None:
             self.text = line.plain
             self.update(line, layout=False)
 
     def on_resize(self) -> None:
-        self.show(self._engine, self._problem, stopped=self._stopped)
+        self.show(self._engine, self._problem, stopped=self._stopped, mode=self._mode)
 
     def _line(self) -> Text:
         style = self.get_component_rich_style
         engine, problem = self._engine, self._problem
         left = Text(no_wrap=True, overflow="crop")
         left.append(" amarktai ", style("header--title"))
-        live = engine is not None and engine.mode is TradingMode.LIVE
+        live = (engine.mode if engine is not None else self._mode) is TradingMode.LIVE
         left.append(" LIVE " if live else " PAPER ", style("header--live" if live else "header--paper"))
         if engine is not None and (Breaker.HALT, None) in engine.board.active:
             left.append(" ")

@@ -31,6 +31,7 @@ from amarktai_tui.engine.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    StageChanged,
 )
 from amarktai_tui.ledger.reader import TripResetRow, TripRow, breaker_trips
 from amarktai_tui.ledger.schema import connect_readonly
@@ -75,7 +76,7 @@ class EngineModel:
             bus.subscribe(BreakerTripped, self._on_trip),
             bus.subscribe(BreakerReset, self._on_reset),
         ]
-        for kind in (BotCreated, OrderSubmitted, OrderFilled, FeedStatusChanged):
+        for kind in (BotCreated, OrderSubmitted, OrderFilled, FeedStatusChanged, StageChanged):
             self._unsubscribe.append(bus.subscribe(kind, self._bump))
 
     def close(self) -> None:

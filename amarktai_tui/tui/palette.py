@@ -1,8 +1,8 @@
 """Command palette provider: the engine's commands.
 
-Pause/resume/stop/details <bot>, pause all, resume all, new bot, emergency
-stop or resume trading (whichever applies), API keys, allocate capital, and a
-reset for each tripped breaker.
+Pause/resume/stop/details/promote/demote <bot>, pause all, resume all, new bot, emergency
+stop or resume trading (whichever applies), API keys, balances, the account mode, allocate
+capital, and a reset for each tripped breaker.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from amarktai_tui.domain.enums import BotState
+from amarktai_tui.domain.enums import BotState, LifecycleStage
 from amarktai_tui.risk.breakers import Breaker
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.breakers_pane import rule_name
@@ -30,9 +30,19 @@ class BotCommands(Provider):
     def _commands(self) -> list[Command]:
         app = cast("AmarktaiApp", self.app)
         keys: Command = ("API keys", app.action_keys, "Set, test and delete exchange, AI and mail keys (K)")
+        balances: Command = (
+            "Balances",
+            app.action_balances,
+            f"Free, used and total per exchange, valued in {app.settings.general.quote_currency} (B)",
+        )
+        mode: Command = (
+            "Account mode: paper or live",
+            app.action_mode_switch,
+            "Switch to live (readiness checks, typed phrase) or back to paper (M)",
+        )
         engine = app.engine
         if engine is None:
-            return [keys]
+            return [keys, balances, mode]
         out: list[Command] = [
             (
                 "Pause all bots",
@@ -60,6 +70,8 @@ class BotCommands(Provider):
                 )
             )
         out.append(keys)
+        out.append(balances)
+        out.append(mode)
         out.append(
             (
                 "Allocate capital",
@@ -97,6 +109,13 @@ class BotCommands(Provider):
                         "Closes its position (asks first)",
                     )
                 )
+            stage = runner.rec.stage
+            if stage is LifecycleStage.ELIGIBLE_FOR_LIVE:
+                out.append((f"Promote bot {name} to live", partial(app.bot_action, "promote", bot_id),
+                            "Eligible: it met every promotion criterion (asks first; L)"))  # fmt: skip
+            if stage in (LifecycleStage.ELIGIBLE_FOR_LIVE, LifecycleStage.LIVE):
+                out.append((f"Demote bot {name} to paper", partial(app.bot_action, "demote", bot_id),
+                            f"Now {stage.value}; back to paper_training (asks for a reason; D)"))  # fmt: skip
             out.append(
                 (f"Bot details {name}", partial(app.bot_action, "details", bot_id), "Trades and chart")
             )

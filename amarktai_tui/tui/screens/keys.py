@@ -26,10 +26,12 @@ from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import StyledTable
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.set_key import SetKeyScreen
+from amarktai_tui.tui.screens.totp_code import TotpCodeScreen
 from amarktai_tui.vault.errors import VaultError
 from amarktai_tui.vault.manager import KeyManager, KeyRow
 from amarktai_tui.vault.permissions import WITHDRAW_WARNING
 from amarktai_tui.vault.providers import PROVIDERS, Provider
+from amarktai_tui.vault.totp import require_totp, totp_enabled
 
 COLUMNS = ("Provider", "Status", "Last tested (UTC)", "Key", "Withdraw", "Reason")
 STATUS_ROLE = {"not_configured": "muted", "saved_untested": "warn", "test_ok": "ok", "test_failed": "error"}
@@ -38,7 +40,8 @@ _EXPECTED = (VaultError, sqlite3.Error, SchemaTooNewError)
 
 
 class KeysScreen(Screen[None]):
-    """Opened with ``K`` or from the palette; ``s`` set, ``t`` test, ``d`` delete the selected key."""
+    """Opened with ``K`` or from the palette; ``s`` set, ``t`` test, ``d`` delete the selected key
+    (with TOTP enabled, deleting asks for a current code)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "app.pop_screen", "Back", id="keys.back"),
@@ -149,16 +152,48 @@ class KeysScreen(Screen[None]):
 
         def confirmed(ok: bool | None) -> None:
             if ok:
-                self._write(lambda m: m.delete(p.id), f"{p.name}: key deleted")
+                self._delete(p)
 
         why = f"Removes every {p.name} field from the keyring. Bots trading live on it stop working."
         self.app.push_screen(ConfirmScreen(f"Delete the {p.name} key?", why, "Delete"), confirmed)
 
     @work(group="keys-write", exit_on_error=False)
-    async def _write(self, call: Callable[[KeyManager], object], done: str) -> None:
+    async def _delete(self, p: Provider) -> None:
+        """Delete ``p``'s key; with TOTP enabled, only after a current code (the TOTP modal)."""
         manager = self._ready()
         if manager is None:
             return
+        done = f"{p.name}: key deleted"
+        try:
+            needed = await asyncio.to_thread(totp_enabled, manager.store)
+        except _EXPECTED as exc:
+            self.notify(str(exc), title="Keys", severity="error", timeout=20)
+            return
+        if not needed:
+            await self._apply(manager, lambda m: m.delete(p.id), done)
+            return
+
+        async def run(code: str) -> None:
+            def delete() -> None:
+                require_totp(manager.store, code)
+                manager.delete(p.id)
+
+            await asyncio.to_thread(delete)
+            await self._reload()
+
+        why = "TOTP is enabled: deleting a key needs a current code."
+        self.app.push_screen(
+            TotpCodeScreen(f"Delete the {p.name} key?", why, "Delete", run),
+            lambda ok: self.notify(done) if ok else None,
+        )
+
+    @work(group="keys-write", exit_on_error=False)
+    async def _write(self, call: Callable[[KeyManager], object], done: str) -> None:
+        manager = self._ready()
+        if manager is not None:
+            await self._apply(manager, call, done)
+
+    async def _apply(self, manager: KeyManager, call: Callable[[KeyManager], object], done: str) -> None:
         try:
             await asyncio.to_thread(call, manager)
             await self._reload()
