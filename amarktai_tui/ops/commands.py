@@ -73,18 +73,9 @@ def ledger_now_ms(conn: sqlite3.Connection) -> int:
 
 
 def _engine_running(data_dir: Path) -> bool:
-    import fcntl
+    from amarktai_tui.ops.lock import is_held
 
-    path = lock_path(data_dir)
-    if not path.exists():
-        return False
-    with open(path) as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    return False
+    return is_held(lock_path(data_dir))
 
 
 def _print_json(obj: Any) -> None:

@@ -37,7 +37,6 @@ The checks of the ledger live in ``ops.doctor_ledger``; this module runs them al
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import shutil
 import sqlite3
@@ -130,16 +129,9 @@ async def run_doctor(
 
 def engine_running(data_dir: Path) -> bool:
     """True when a process holds the data dir's engine lock (``ops.lock``)."""
-    path = lock_path(data_dir)
-    if not path.exists():
-        return False
-    with open(path) as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    return False
+    from amarktai_tui.ops.lock import is_held
+
+    return is_held(lock_path(data_dir))
 
 
 def check_writable(data_dir: Path, *, busy_timeout_s: float = 5.0) -> Check:

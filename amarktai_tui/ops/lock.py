@@ -55,3 +55,17 @@ class EngineLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def is_held(path: Path) -> bool:
+    """True when a process holds the engine lock at ``path`` (a missing file: False). Takes a
+    shared lock for a moment to find out, so it never blocks and never keeps the lock."""
+    if not path.exists():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False
