@@ -41,6 +41,7 @@ import socket
 import stat
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -314,3 +315,42 @@ def send_command(path: Path, request: dict[str, Any], timeout: float = 10.0) -> 
     if not isinstance(reply, dict) or "ok" not in reply:
         raise ControlError("the engine's reply is not a JSON object with 'ok'")
     return reply
+
+
+def send_or_record(
+    data_dir: Path,
+    req: dict[str, Any],
+    record: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
+    *,
+    connect_wait_s: float = 5.0,
+    timeout_s: float = 10.0,
+) -> tuple[dict[str, Any], str]:
+    """A CLI write command: ``(reply, "live")`` from the engine that holds the data dir's lock, over
+    its socket; or ``(await record(), "recorded")`` under the lock when no engine runs (the next
+    engine applies it at start). An engine that holds the lock but has no socket yet (starting up)
+    is waited for ``connect_wait_s``. Raises ControlError (nothing answers, a bad reply)."""
+    from amarktai_tui.locations import lock_path
+    from amarktai_tui.ops.lock import EngineLock, EngineLockedError
+
+    path = socket_path(data_dir)
+    deadline = time.monotonic() + connect_wait_s
+    while True:
+        lock = EngineLock(lock_path(data_dir))
+        try:
+            lock.acquire()
+        except EngineLockedError:
+            pass
+        else:
+            try:
+                return asyncio.run(record()), "recorded"
+            finally:
+                lock.release()
+        try:
+            return send_command(path, req, timeout_s), "live"
+        except ControlUnavailable:
+            if time.monotonic() > deadline:
+                raise ControlError(
+                    f"an engine holds {lock_path(data_dir)} but does not answer on {path}; "
+                    "use its own controls, or stop it and retry"
+                ) from None
+            time.sleep(0.05)

@@ -16,11 +16,9 @@ replay); a reset is never stamped before its trip.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sqlite3
 import sys
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -29,8 +27,8 @@ from typing import Any
 from amarktai_tui.config import Settings
 from amarktai_tui.ledger import reader
 from amarktai_tui.ledger.schema import connect_readonly
-from amarktai_tui.locations import db_path, lock_path
-from amarktai_tui.ops.control import ControlError, ControlUnavailable, send_command, socket_path, trip_json
+from amarktai_tui.locations import db_path
+from amarktai_tui.ops.control import ControlError, send_or_record, trip_json
 
 LIVE = "engine running: applied live"
 RECORDED = "recorded; applied when the engine starts"
@@ -201,30 +199,13 @@ def write_command(args: argparse.Namespace, data_dir: Path, *, settings: Setting
 
 def _apply(data_dir: Path, req: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """(reply, "live" | "recorded"). Takes the engine lock, or talks to the engine that holds it."""
-    from amarktai_tui.ops.lock import EngineLock, EngineLockedError
-
-    path = socket_path(data_dir)
-    deadline = time.monotonic() + CONNECT_WAIT_S
-    while True:
-        lock = EngineLock(lock_path(data_dir))
-        try:
-            lock.acquire()
-        except EngineLockedError:
-            pass
-        else:
-            try:
-                return asyncio.run(_record(data_dir, req)), "recorded"
-            finally:
-                lock.release()
-        try:
-            return send_command(path, req, COMMAND_TIMEOUT_S), "live"
-        except ControlUnavailable:
-            if time.monotonic() > deadline:  # the lock is held, yet nothing answers: a starting or old engine
-                raise ControlError(
-                    f"an engine holds {lock_path(data_dir)} but does not answer on {path}; "
-                    "use its own controls, or stop it and retry"
-                ) from None
-            time.sleep(0.05)
+    return send_or_record(
+        data_dir,
+        req,
+        lambda: _record(data_dir, req),
+        connect_wait_s=CONNECT_WAIT_S,
+        timeout_s=COMMAND_TIMEOUT_S,
+    )
 
 
 async def _record(data_dir: Path, req: dict[str, Any]) -> dict[str, Any]:

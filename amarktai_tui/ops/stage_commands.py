@@ -21,11 +21,9 @@ Control requests (``ops.control``): ``{"cmd": "promote" | "demote", "bot": ID | 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sqlite3
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from amarktai_tui.config import Settings
 from amarktai_tui.ledger import reader
 from amarktai_tui.ledger.schema import connect_readonly
-from amarktai_tui.locations import db_path, lock_path
-from amarktai_tui.ops.control import ControlError, ControlUnavailable, send_command, socket_path
+from amarktai_tui.locations import db_path
+from amarktai_tui.ops.control import ControlError, send_or_record
 from amarktai_tui.ops.risk_commands import COMMAND_TIMEOUT_S, CONNECT_WAIT_S, LIVE, RECORDED
 
 if TYPE_CHECKING:
@@ -220,31 +218,14 @@ def _confirm(name: str, progress: str) -> None:
 
 def _apply(data_dir: Path, req: dict[str, Any], rules: StageRules) -> tuple[dict[str, Any], str]:
     """(reply, "live" | "recorded"): the engine's answer over its socket, or the change recorded
-    under the engine lock when no engine runs (as ``risk_commands`` does)."""
-    from amarktai_tui.ops.lock import EngineLock, EngineLockedError
-
-    path = socket_path(data_dir)
-    deadline = time.monotonic() + CONNECT_WAIT_S
-    while True:
-        lock = EngineLock(lock_path(data_dir))
-        try:
-            lock.acquire()
-        except EngineLockedError:
-            pass
-        else:
-            try:
-                return asyncio.run(_record(data_dir, req, rules)), "recorded"
-            finally:
-                lock.release()
-        try:
-            return send_command(path, req, COMMAND_TIMEOUT_S), "live"
-        except ControlUnavailable:
-            if time.monotonic() > deadline:
-                raise ControlError(
-                    f"an engine holds {lock_path(data_dir)} but does not answer on {path}; "
-                    "use its own controls, or stop it and retry"
-                ) from None
-            time.sleep(0.05)
+    under the engine lock when no engine runs (``control.send_or_record``)."""
+    return send_or_record(
+        data_dir,
+        req,
+        lambda: _record(data_dir, req, rules),
+        connect_wait_s=CONNECT_WAIT_S,
+        timeout_s=COMMAND_TIMEOUT_S,
+    )
 
 
 async def _record(data_dir: Path, req: dict[str, Any], rules: StageRules) -> dict[str, Any]:
