@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from amarktai_tui.config import Settings, load_settings
-from amarktai_tui.domain.types import Candle, timeframe_to_ms
+from amarktai_tui.domain.enums import OrderState, OrderType, Side
+from amarktai_tui.domain.types import Candle, Order, timeframe_to_ms
+from amarktai_tui.exchanges.base import BrokerUpdate
+from amarktai_tui.exchanges.live import CcxtBroker
 from amarktai_tui.market.base import FeedStatus, MarketFeed
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -183,3 +186,53 @@ def compare(
         "server_orders": len(state["orders"]),
         "fills": len(fills),
     }
+
+
+class Clock:
+    """Monotonic seconds that move only when a test says so (the broker's grace and breaker timers)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def make_order(
+    coid: str,
+    exchange: str,
+    created_ts: int,
+    side: Side = Side.BUY,
+    qty: str = "0.01",
+    limit: str | None = None,
+) -> Order:
+    """A pending BTC/USDT order of bot 1 (market, or limit at ``limit``)."""
+    return Order(
+        client_order_id=coid,
+        bot_id=1,
+        exchange=exchange,
+        pair="BTC/USDT",
+        side=side,
+        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        quantity=Decimal(qty),
+        limit_price=None if limit is None else Decimal(limit),
+        state=OrderState.PENDING,
+        created_ts=created_ts,
+        updated_ts=created_ts,
+    )
+
+
+async def settle(broker: CcxtBroker, clock: Clock, passes: int = 10) -> list[BrokerUpdate]:
+    """Tracker passes (moving the clock past the grace each time) until nothing is followed."""
+    out: list[BrokerUpdate] = []
+    for _ in range(passes):
+        await broker.track_once()
+        out += broker.drain()
+        if not broker.tracked:
+            break
+        clock.now += 6
+    return out

@@ -14,32 +14,18 @@ from decimal import Decimal
 
 import pytest
 from ccxt.base.errors import AuthenticationError
+from live_helpers import Clock, make_order, no_sleep, settle
 from loopback.core import to_decimal
 from loopback.kucoin import KucoinLoopback, order_id, rows
 
-from amarktai_tui.domain.enums import OrderState, OrderType, Side
+from amarktai_tui.domain.enums import OrderState, Side
 from amarktai_tui.domain.types import Order
-from amarktai_tui.exchanges.base import BrokerUpdate
 from amarktai_tui.exchanges.clients import make_client
 from amarktai_tui.exchanges.live import CcxtBroker
 
 BTC = rows("BTC-USDT")
 START = int(BTC[20_000][0]) + 300_000  # the close of candle #20000 = the open of #20001
 ORDERS = "/api/v1/hf/orders"
-
-
-class Clock:
-    """Monotonic seconds that move only when a test says so (the broker's grace and breaker timers)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def no_sleep(_: float) -> None:
-    return None
 
 
 @pytest.fixture
@@ -57,35 +43,11 @@ def broker_for(srv: KucoinLoopback, clock: Clock, creds: dict[str, str] | None =
 
 
 def order(coid: str, side: Side = Side.BUY, qty: str = "0.01", limit: str | None = None) -> Order:
-    return Order(
-        client_order_id=coid,
-        bot_id=1,
-        exchange="kucoin",
-        pair="BTC/USDT",
-        side=side,
-        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
-        quantity=Decimal(qty),
-        limit_price=None if limit is None else Decimal(limit),
-        state=OrderState.PENDING,
-        created_ts=START,
-        updated_ts=START,
-    )
+    return make_order(coid, "kucoin", START, side, qty, limit)
 
 
 def posts(srv: KucoinLoopback) -> int:
     return sum(1 for m, p in srv.requests if m == "POST" and p == ORDERS)
-
-
-async def settle(broker: CcxtBroker, clock: Clock, passes: int = 10) -> list[BrokerUpdate]:
-    """Tracker passes (moving the clock past the grace each time) until nothing is followed."""
-    out: list[BrokerUpdate] = []
-    for _ in range(passes):
-        await broker.track_once()
-        out += broker.drain()
-        if not broker.tracked:
-            break
-        clock.now += 6
-    return out
 
 
 async def test_market_order_is_acknowledged_then_filled_at_the_next_open(server: KucoinLoopback) -> None:
