@@ -79,7 +79,8 @@ class OrderStream:
     def connection(self) -> int | None:
         """An identity of the open websocket connection(s), or None when none is open."""
         open_ids = sorted(id(c) for c in self.client.clients.values() if not c.closed())
-        return hash(tuple(open_ids)) if open_ids else None
+        # with the failure count: a new connection follows a failure, and id() of a freed client may be reused
+        return hash((self.failures, *open_ids)) if open_ids else None
 
     @property
     def state(self) -> StreamState:
