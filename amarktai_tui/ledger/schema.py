@@ -228,7 +228,50 @@ CREATE TRIGGER mode_switches_no_delete BEFORE DELETE ON mode_switches
 BEGIN SELECT RAISE(ABORT, 'mode_switches are append-only'); END;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+_V5 = """
+-- issue 6: the AI console: chat history (searchable, per day), token use against the daily
+-- budget, and the audit of every proposal and what became of it (append-only)
+CREATE TABLE chat_messages (
+    id            INTEGER PRIMARY KEY,
+    ts            INTEGER NOT NULL,                    -- ms UTC (wall clock)
+    conversation  INTEGER NOT NULL,                    -- /clear starts a new one; history is kept
+    role          TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'system')),
+    content       TEXT NOT NULL,
+    model         TEXT NOT NULL DEFAULT '',            -- the model that answered ('' for user/commands)
+    tool_call     TEXT NOT NULL DEFAULT ''             -- JSON of a tool call or tool result, if any
+);
+CREATE INDEX chat_messages_ts ON chat_messages(ts);
+
+CREATE TABLE ai_usage (
+    id                 INTEGER PRIMARY KEY,
+    ts                 INTEGER NOT NULL,               -- ms UTC
+    day                TEXT NOT NULL,                  -- UTC date YYYY-MM-DD (the budget's day)
+    model              TEXT NOT NULL,
+    prompt_tokens      INTEGER NOT NULL,
+    completion_tokens  INTEGER NOT NULL
+);
+CREATE INDEX ai_usage_day ON ai_usage(day);
+
+CREATE TABLE ai_actions (
+    id          INTEGER PRIMARY KEY,
+    ts          INTEGER NOT NULL,                      -- ms UTC
+    proposal    TEXT NOT NULL,                         -- proposal id (one id, several rows)
+    event       TEXT NOT NULL CHECK (event IN
+                  ('proposed', 'confirmed', 'cancelled', 'expired', 'refused', 'executed', 'failed')),
+    tool        TEXT NOT NULL,
+    args        TEXT NOT NULL DEFAULT '{}',            -- JSON, as validated
+    actor       TEXT NOT NULL,                         -- ai | user | commands
+    detail      TEXT NOT NULL DEFAULT ''               -- why refused / what it did / the error
+);
+CREATE INDEX ai_actions_proposal ON ai_actions(proposal);
+
+CREATE TRIGGER ai_actions_no_update BEFORE UPDATE ON ai_actions
+BEGIN SELECT RAISE(ABORT, 'ai_actions are append-only'); END;
+CREATE TRIGGER ai_actions_no_delete BEFORE DELETE ON ai_actions
+BEGIN SELECT RAISE(ABORT, 'ai_actions are append-only'); END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
