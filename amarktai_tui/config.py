@@ -16,7 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -287,6 +295,39 @@ class DoctorSettings(_Section):
     """A live exchange's key must have passed ``amarktai keys test`` within this many hours."""
 
 
+ModelName = Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
+
+
+class AiModels(_Section):
+    """Models per mode, each a fallback chain: the first is asked, the next when it is missing
+    (404/403), rate limited (429) or times out."""
+
+    fast: list[ModelName] = Field(default_factory=lambda: ["gpt-4o-mini"], min_length=1)
+    """Trade and status questions."""
+    balanced: list[ModelName] = Field(default_factory=lambda: ["gpt-4o-mini"], min_length=1)
+    """Chat."""
+    deep: list[ModelName] = Field(default_factory=lambda: ["gpt-4.1", "gpt-4o-mini"], min_length=1)
+    """Strategy reviews."""
+
+
+class AiSettings(_Section):
+    """The AI console's model access (``ai.router``). The API key lives in the vault (provider
+    ``openai``), never here."""
+
+    base_url: Annotated[str | None, BeforeValidator(lambda v: v or None)] = Field(
+        default=None, pattern=r"^https?://\S+$"
+    )
+    """An OpenAI-compatible endpoint (a local model server, a proxy), e.g. ``http://127.0.0.1:11434/v1``;
+    unset or ``""``: the base URL saved with ``keys set openai``, else api.openai.com."""
+    models: AiModels = Field(default_factory=AiModels)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """Seconds before a call (or a pause in a streamed reply) counts as timed out; the next model is tried."""
+    daily_token_budget: int = Field(default=200_000, ge=0)
+    """Prompt + completion tokens per UTC day; once used up the console is commands only (0 = unlimited)."""
+    history_messages: int = Field(default=50, ge=1, le=10_000)
+    """Chat messages shown in the pane (the whole history stays in the ledger)."""
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with ``load_settings``."""
 
@@ -310,6 +351,7 @@ class Settings(BaseSettings):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)
     balances: BalancesSettings = Field(default_factory=BalancesSettings)
+    ai: AiSettings = Field(default_factory=AiSettings)
 
     def exchange(self, exchange_id: str) -> ExchangeSettings:
         """``[exchanges.<id>]``, or the defaults when the section is absent."""

@@ -156,6 +156,27 @@ class TradingEngine(EngineCore):
         self.bus.publish(BotCreated(now, rec.id, rec.name))
         return runner
 
+    async def set_bot_params(self, bot_id: int, params: dict[str, object]) -> dict[str, object]:
+        """Change some of a bot's strategy parameters (``params`` merged over its current ones) and
+        write them at once; returns the new effective parameters.
+
+        The strategy is rebuilt and warms up again on the candles that follow (no signal until
+        then); lots, cash and run state are unchanged. Raises EngineError for an unknown bot, an
+        unknown parameter or a value out of its range (the message names it and the range).
+        """
+        runner = self.runners.get(bot_id)
+        if runner is None:
+            raise EngineError(f"no bot with id {bot_id}")
+        merged = {**runner.rec.params, **params}
+        try:
+            strategy = make_strategy(runner.rec.strategy, merged)
+        except ValueError as exc:  # StrategyParamError: names the parameter and its range
+            raise EngineError(str(exc)) from None
+        runner.strategy = strategy
+        runner.rec.params = merged
+        await self.store.set_bot_params(bot_id, merged, self._clock())
+        return dict(strategy.params)
+
     # -- lifecycle stages (engine.stages) ----------------------------------------
     def bot_by_ref(self, ref: str | int) -> BotRunner:
         """A bot by id (an int), or by name, else by id (a string like ``"3"``); EngineError when none."""

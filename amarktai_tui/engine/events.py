@@ -154,6 +154,53 @@ class EngineStopped(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AiAction(Event):
+    """A step of an AI-console action (``ai.proposals``), also a row of ``ai_actions``: the proposal
+    id, the tool, its validated arguments (JSON), who (ai | user | commands) and the detail."""
+
+    proposal: str
+    tool: str
+    args: str
+    actor: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionProposed(AiAction):
+    """An action tool call became a proposal; nothing runs until the user confirms it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionConfirmed(AiAction):
+    """The user confirmed a proposal (with the typed word where one is needed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionCancelled(AiAction):
+    """The user cancelled a proposal."""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionExpired(AiAction):
+    """A proposal was not confirmed in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionRefused(AiAction):
+    """An action or a confirmation was refused (invalid arguments, no such tool, a wrong typed word)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionExecuted(AiAction):
+    """A confirmed proposal ran; ``detail`` says what it did."""
+
+
+@dataclass(frozen=True, slots=True)
+class AiActionFailed(AiAction):
+    """A confirmed proposal was tried and the engine refused it; ``detail`` says why."""
+
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], None]
 

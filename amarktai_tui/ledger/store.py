@@ -400,6 +400,27 @@ class LedgerStore:
                 (ts, from_mode, to_mode, actor, reason, doctor_json),
             )  # autocommit connection: one statement, one transaction
 
+    # -- the AI console's audit (schema v5) -----------------------------------------
+    async def record_ai_action(
+        self, ts: int, proposal: str, event: str, tool: str, args_json: str, actor: str, detail: str
+    ) -> None:
+        """Append an ``ai_actions`` row (``ts`` ms UTC; ``event`` proposed | confirmed | cancelled |
+        expired | refused | executed | failed; ``args_json`` the validated arguments)."""
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT INTO ai_actions (ts, proposal, event, tool, args, actor, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ts, proposal, event, tool, args_json, actor, detail),
+            )  # autocommit connection: one statement, one transaction
+
+    async def set_bot_params(self, bot_id: int, params: dict[str, Any], ts: int) -> None:
+        """Store a bot's new strategy parameters (``bots.params_json``), ``ts`` ms UTC."""
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE bots SET params_json = ?, updated_ts = MAX(updated_ts, ?) WHERE id = ?",
+                (json.dumps(params, sort_keys=True), ts, bot_id),
+            )
+
     async def trading_mode(self) -> str:
         """The account's trading mode: the newest ``mode_switches`` row's, ``paper`` when there is none."""
         async with self._conn.execute("SELECT to_mode FROM mode_switches ORDER BY id DESC LIMIT 1") as cur:
