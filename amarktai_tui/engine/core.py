@@ -175,6 +175,9 @@ class EngineCore:
                 self._add_runner(rec, funding.get(rec.id, Decimal(0)))
         state = await self.store.load_risk_state()
         await restore_risk(self, state, await self.store.load_fills())
+        for runner in self.runners.values():  # a stop asked before a restart still closes the position
+            if runner.rec.state is BotState.STOPPED and runner.long and runner.exit_requested is None:
+                runner.exit_requested = runner.rec.state_reason or "bot stopped by user"
         await self.stages.restore()
         for runner in self.runners.values():
             self.broker.set_balance(runner.rec.id, runner.cash, runner.book.position_qty)
