@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--totp", metavar="CODE", help=TOTP_HELP)
     m.add_argument("--reason", help="why (recorded with the switch)")
     m.add_argument("--json", action="store_true", help="machine-readable output (show only)")
+    c = sub.add_parser(
+        "chat", help="the AI console in this terminal (no TUI); opens the engine when none is running"
+    )
+    _common(c, top=False)
     bal = sub.add_parser("balances", help="balances per exchange, valued in the quote currency")
     _common(bal, top=False)
     bal.add_argument("--json", action="store_true", help="machine-readable output")
@@ -231,6 +235,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from amarktai_tui.ops.stage_commands import run_bots
 
             return run_bots(args, settings, data_dir)
+        if args.command == "chat":
+            from amarktai_tui.ops.chat_commands import run_chat
+
+            return run_chat(args, settings, data_dir)
         if args.command == "balances":
             from amarktai_tui.ops.balance_commands import run_balances
 

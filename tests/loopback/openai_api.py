@@ -9,7 +9,8 @@ Chat completions replay what the test scripted (``server.script(...)``), one ite
 in order: a ``Reply`` (text and/or tool calls, as JSON, or as SSE ``chat.completion.chunk``
 lines when the request says ``stream``: a usage chunk when ``stream_options.include_usage``,
 then ``data: [DONE]``), a ``Failure`` (an HTTP error with OpenAI's error body, optionally
-``Retry-After``) or a ``Hold`` (no answer until the client gives up or the server stops). A
+``Retry-After``), a ``Hold`` (no answer until the client gives up or the server stops) or a
+``Compute`` (the answer made from the request body, as a model reads its input). A
 model in ``missing_models`` gets 404 ``model_not_found`` without using the script; an empty
 script is a 500 naming the problem. ``bodies`` holds every chat request body as received and
 ``authorizations`` its Authorization header.
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,15 @@ class Hold:
     """No answer until the client disconnects (its timeout) or the server shuts down."""
 
 
-Scripted = Reply | Failure | Hold
+@dataclass(frozen=True)
+class Compute:
+    """An answer computed from the request body when it arrives (a model that reads its input):
+    ``fn(body)`` returns the Reply (or Failure) to send."""
+
+    fn: Callable[[dict[str, Any]], Reply | Failure]
+
+
+Scripted = Reply | Failure | Hold | Compute
 
 
 def _error(status: int, code: str, message: str, type_: str = "invalid_request_error") -> web.Response:
@@ -115,6 +124,8 @@ class OpenAILoopback:
         if not self._script:
             return _error(500, "no_script", "the test scripted no answer for this request", "server_error")
         item = self._script.popleft()
+        if isinstance(item, Compute):
+            item = item.fn(body)
         if isinstance(item, Hold):
             await self._hold()
             return web.Response(status=504)
