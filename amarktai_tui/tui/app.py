@@ -11,6 +11,9 @@ The account mode switch (M, ``tui.screens.mode_switch``) stops the engine, recor
 (``ops.mode.switch_mode``, actor user) and starts a new engine worker, which opens in the new mode.
 A start that fails while the account is live (or after such a restart) leaves the app open with
 the one-line reason in the header and a notification, so the user can switch back to paper.
+
+The Chat tab's session (``tui.chat_pane``) is opened by the engine worker once the engine runs
+and closed before the engine closes; each new engine (a mode switch) gets a new session.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import BotsPane
 from amarktai_tui.tui.breakers_pane import BreakersPane, rule_name
+from amarktai_tui.tui.chat_pane import ChatPane
 from amarktai_tui.tui.header import AppHeader
 from amarktai_tui.tui.model import EngineModel
 from amarktai_tui.tui.palette import BotCommands
@@ -55,16 +59,22 @@ from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import NewBotScreen
 from amarktai_tui.tui.screens.reset_breaker import ResetBreakerScreen
 from amarktai_tui.tui.themes import BUILTIN_DIR, THEME_VARIABLES, choose_theme, load_themes
+from amarktai_tui.tui.widgets.chat_input import ChatInput
 from amarktai_tui.vault.totp import TotpGate
 
 FRAME_BUDGET_SHARE = 5
-TAB_FOCUS = {"bots": "#bots-table", "profits": "#trades-tape RichLog", "breakers": "#breakers-table"}
+TAB_FOCUS = {
+    "bots": "#bots-table",
+    "profits": "#trades-tape RichLog",
+    "breakers": "#breakers-table",
+    "chat": "#chat-input",
+}
 """The widget that gets the focus when a tab is shown."""
 """A frame that took t seconds to draw is followed by at least (5 - 1) * t without drawing."""
 
 
 class AmarktaiApp(App[None]):
-    """The cockpit: header, Bots, Profits and Breakers tabs, footer; owns the engine, its lock and its worker."""
+    """The cockpit: header, Bots, Profits, Breakers and Chat tabs, footer; owns the engine, its lock and its worker."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Amarktai"
@@ -75,6 +85,7 @@ class AmarktaiApp(App[None]):
         Binding("1", "show_tab('bots')", "Bots", id="app.tab_bots", show=False),
         Binding("2", "show_tab('profits')", "Profits", id="app.tab_profits", show=False),
         Binding("3", "show_tab('breakers')", "Breakers", id="app.tab_breakers", show=False),
+        Binding("4", "show_tab('chat')", "Chat", id="app.tab_chat", show=False),
         Binding("n", "new_bot", "New bot", id="app.new_bot"),
         Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
         Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
@@ -130,6 +141,8 @@ class AmarktaiApp(App[None]):
                 yield ProfitsPane(id="profits-pane")
             with TabPane("3 Breakers", id="breakers"):
                 yield BreakersPane(id="breakers-pane")
+            with TabPane("4 Chat", id="chat"):
+                yield ChatPane(limit=self.settings.ai.history_messages, id="chat-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -208,13 +221,16 @@ class AmarktaiApp(App[None]):
             # refusals of earlier runs, read before this run writes any (the tape shows them first)
             self.query_one(BreakersPane).load_refusals(str(engine.store.path))
             run = asyncio.create_task(engine.run(feed), name="engine.run")
+            chat = self.query_one(ChatPane)
             try:
+                await chat.open_session(engine, self.settings, self.data_dir)  # commands only if it fails
                 await asyncio.shield(run)  # a cancelled worker (app exit) still stops the engine cleanly
             except asyncio.CancelledError:
                 engine.stop()
                 await run
                 raise
             finally:
+                await chat.close_session()
                 await stop_control(control)
                 await engine.close()
         finally:
@@ -642,6 +658,7 @@ def _all_bindings() -> list[Binding]:
     from amarktai_tui.tui.screens.balances import BalancesScreen
     from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
     from amarktai_tui.tui.screens.confirm import ConfirmScreen
+    from amarktai_tui.tui.screens.confirm_action import ConfirmActionScreen
     from amarktai_tui.tui.screens.keys import KeysScreen
     from amarktai_tui.tui.screens.mode_switch import ModeSwitchScreen
     from amarktai_tui.tui.screens.set_key import SetKeyScreen
@@ -652,6 +669,9 @@ def _all_bindings() -> list[Binding]:
         AmarktaiApp,
         BotsPane,
         BreakersPane,
+        ChatPane,
+        ChatInput,
+        ConfirmActionScreen,
         NewBotScreen,
         BotDetailScreen,
         ConfirmScreen,
