@@ -39,7 +39,6 @@ import bisect
 import hashlib
 import hmac
 import json
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -59,6 +58,8 @@ from loopback.core import (
     Trade,
     control_routes,
     fault_middleware,
+    process_parser,
+    serve_until_signal,
 )
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -808,13 +809,6 @@ def execution_reports(o: SimOrder, trades: list[Trade], now_ms: int) -> list[dic
 # -- a separate process ----------------------------------------------------------
 
 
-def _parse_balance(text: str) -> tuple[str, Decimal]:
-    asset, _, amount = text.partition("=")
-    if not asset or not amount:
-        raise argparse.ArgumentTypeError(f"--balance wants ASSET=AMOUNT, got {text!r}")
-    return asset.upper(), Decimal(amount)
-
-
 async def _main(args: argparse.Namespace) -> None:
     balances = dict(args.balance) if args.balance else None
     server = BinanceLoopback(
@@ -824,23 +818,12 @@ async def _main(args: argparse.Namespace) -> None:
         seed=args.seed,
         wall_time=args.wall_time,
     )
-    url = await server.start(args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"LISTENING {url}", flush=True)
-    await stop.wait()
-    await server.stop()
+    await serve_until_signal(server, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loopback.binance", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--start-ms", type=int, required=True)
-    parser.add_argument("--balance", type=_parse_balance, action="append", metavar="ASSET=AMOUNT")
+    parser = process_parser("python -m loopback.binance", __doc__.split("\n")[0])
     parser.add_argument("--split-trades", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wall-time", action="store_true", help="GET /api/v3/time answers the wall clock")
     asyncio.run(_main(parser.parse_args(argv)))
 

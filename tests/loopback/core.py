@@ -29,12 +29,14 @@ processes use to move the clock, inject faults and read the state back.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import bisect
 import collections
 import contextlib
 import fnmatch
 import random
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -792,3 +794,36 @@ class LoopbackServer:
         if not request.path.startswith("/_ctl/"):
             self.requests.append((request.method, request.path))
         return await handler(request)
+
+
+# -- a loopback server as its own process (``python -m loopback.<exchange>``) --------------------
+
+
+def parse_balance(text: str) -> tuple[str, Decimal]:
+    """``--balance ASSET=AMOUNT`` as ``(ASSET, Decimal(AMOUNT))``."""
+    asset, _, amount = text.partition("=")
+    if not asset or not amount:
+        raise argparse.ArgumentTypeError(f"--balance wants ASSET=AMOUNT, got {text!r}")
+    return asset.upper(), Decimal(amount)
+
+
+def process_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags every loopback process takes: --port, --start-ms, --balance (repeatable), --seed."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--start-ms", type=int, required=True)
+    parser.add_argument("--balance", type=parse_balance, action="append", metavar="ASSET=AMOUNT")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+async def serve_until_signal(server: LoopbackServer, port: int) -> None:
+    """Serve on 127.0.0.1:``port``, print ``LISTENING <url>``, stop on SIGTERM or SIGINT."""
+    url = await server.start(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"LISTENING {url}", flush=True)
+    await stop.wait()
+    await server.stop()

@@ -70,7 +70,6 @@ import hashlib
 import hmac
 import json
 import re
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -91,6 +90,8 @@ from loopback.core import (
     Trade,
     control_routes,
     fault_middleware,
+    process_parser,
+    serve_until_signal,
 )
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -661,13 +662,6 @@ async def _url_not_found(
 # -- a separate process ----------------------------------------------------------
 
 
-def _parse_balance(text: str) -> tuple[str, Decimal]:
-    asset, _, amount = text.partition("=")
-    if not asset or not amount:
-        raise argparse.ArgumentTypeError(f"--balance wants ASSET=AMOUNT, got {text!r}")
-    return asset.upper(), Decimal(amount)
-
-
 async def _main(args: argparse.Namespace) -> None:
     server = KucoinLoopback(
         start_ms=args.start_ms,
@@ -675,23 +669,12 @@ async def _main(args: argparse.Namespace) -> None:
         split_trades=args.split_trades,
         seed=args.seed,
     )
-    url = await server.start(args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"LISTENING {url}", flush=True)
-    await stop.wait()
-    await server.stop()
+    await serve_until_signal(server, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loopback.kucoin", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--start-ms", type=int, required=True)
-    parser.add_argument("--balance", type=_parse_balance, action="append", metavar="ASSET=AMOUNT")
+    parser = process_parser("python -m loopback.kucoin", __doc__.split("\n")[0])
     parser.add_argument("--split-trades", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
     asyncio.run(_main(parser.parse_args(argv)))
 
 

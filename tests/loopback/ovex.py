@@ -54,7 +54,6 @@ import argparse
 import asyncio
 import json
 import random
-import signal
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,7 +74,9 @@ from loopback.core import (
     SimOrder,
     control_routes,
     fault_middleware,
+    process_parser,
     q8,
+    serve_until_signal,
 )
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -469,13 +470,6 @@ def market_json(m: Market) -> dict[str, Any]:
 # -- a separate process ----------------------------------------------------------
 
 
-def _parse_balance(text: str) -> tuple[str, Decimal]:
-    asset, _, amount = text.partition("=")
-    if not asset or not amount:
-        raise argparse.ArgumentTypeError(f"--balance wants ASSET=AMOUNT, got {text!r}")
-    return asset.upper(), Decimal(amount)
-
-
 async def _main(args: argparse.Namespace) -> None:
     balances = dict(args.balance) if args.balance else None
     server = OvexLoopback(
@@ -485,24 +479,13 @@ async def _main(args: argparse.Namespace) -> None:
         quote_ttl_ms=args.quote_ttl_ms,
         seed=args.seed,
     )
-    url = await server.start(args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"LISTENING {url}", flush=True)
-    await stop.wait()
-    await server.stop()
+    await serve_until_signal(server, args.port)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loopback.ovex", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--start-ms", type=int, required=True)
-    parser.add_argument("--balance", type=_parse_balance, action="append", metavar="ASSET=AMOUNT")
+    parser = process_parser("python -m loopback.ovex", __doc__.split("\n")[0])
     parser.add_argument("--api-key", default="loopback-bearer")
     parser.add_argument("--quote-ttl-ms", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
     asyncio.run(_main(parser.parse_args(argv)))
 
 
