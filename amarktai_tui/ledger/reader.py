@@ -465,7 +465,8 @@ class RefusalRow:
     figures: dict[str, str]
 
 
-def _figures(text: Any, row_id: int) -> dict[str, str]:
+def _json_object(text: Any, where: str) -> dict[str, Any]:
+    """A stored JSON object (``{}`` for an empty column). Raises LedgerDataError naming ``where``."""
     if not text:
         return {}
     try:
@@ -473,8 +474,12 @@ def _figures(text: Any, row_id: int) -> dict[str, str]:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise LedgerDataError(f"orders id={row_id} figures_json: expected a JSON object, found {text!r}")
-    return {str(k): str(v) for k, v in data.items()}
+        raise LedgerDataError(f"{where}: expected a JSON object, found {text!r:.60}")
+    return data
+
+
+def _figures(text: Any, row_id: int) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _json_object(text, f"orders id={row_id} figures_json").items()}
 
 
 def refusals(conn: sqlite3.Connection, limit: int = 200) -> list[RefusalRow]:
@@ -521,17 +526,7 @@ class StageChangeRow:
 
 
 def _stage_figures(text: Any, row_id: int) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise LedgerDataError(
-            f"stage_changes id={row_id} figures: expected a JSON object, found {text!r:.60}"
-        )
-    return data
+    return _json_object(text, f"stage_changes id={row_id} figures")
 
 
 def stage_changes(
