@@ -36,7 +36,7 @@ from amarktai_tui.domain.enums import TradingMode
 from amarktai_tui.ledger.schema import configure, migrate
 from amarktai_tui.locations import db_path, lock_path
 from amarktai_tui.ops.doctor import Check, doctor_ok, run_doctor
-from amarktai_tui.ops.lock import EngineLock, EngineLockedError
+from amarktai_tui.ops.lock import EngineLock, EngineLockedError, is_held
 
 CONFIRM_PHRASE = "CONFIRM_LIVE_TRADING"
 
@@ -152,14 +152,11 @@ async def switch_mode(
         return None
     checks: list[Check] = []
     if target is TradingMode.LIVE:
-        try:
-            with EngineLock(lock_path(data_dir)):
-                pass
-        except EngineLockedError:
+        if is_held(lock_path(data_dir)):
             raise ModeSwitchRefused(
                 "an engine is running on this data dir: stop it, switch to live, then start it"
                 " (live trading starts only after the start-up reconciliation)"
-            ) from None
+            )
         checks = await gate_live(settings, data_dir, phrase=phrase, totp_code=totp_code, now_ms=now_ms)
     ts = int(time.time() * 1000)
     doctor = json.dumps([c.to_json() for c in checks], sort_keys=True) if checks else ""
