@@ -444,6 +444,11 @@ class EngineCore:
         return it.decision_ts + self.runners[it.bot_id].tf_ms
 
     # -- sizing -------------------------------------------------------------
+    def last_close(self, pair: str) -> Decimal | None:
+        """Close (quote per base) of ``pair``'s newest candle, None before its first."""
+        price = self._last_close.get(pair)
+        return None if price is None else Decimal(str(price))
+
     def _size_entry(self, runner: BotRunner, price: Decimal) -> SizeResult:
         """Entry size for ``runner`` at about ``price``: risk mode or Kelly, exposure caps, market rules."""
         rec = runner.rec

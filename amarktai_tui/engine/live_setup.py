@@ -81,11 +81,14 @@ def make_live_broker(
 
 
 async def open_live_broker(
-    settings: Settings, data_dir: Path, store: LedgerStore, last_close: Mapping[str, float]
+    settings: Settings,
+    data_dir: Path,
+    store: LedgerStore,
+    price_hint: Callable[[str], Decimal | None],
 ) -> CcxtBroker:
     """The started live broker of a live session: the exchanges of the bots at stage ``live``.
 
-    ``last_close``: pair -> the engine's newest close (the price hint for market buys sized in quote).
+    ``price_hint(pair)``: the engine's newest close (for market buys sized in quote, Luno's).
     Raises LiveSetupError (no live bot, a missing key), VaultUnavailable, and ccxt errors from
     loading the markets.
     """
@@ -98,11 +101,7 @@ async def open_live_broker(
     exchanges = sorted({b.exchange for b in live})
     creds = credentials_from_vault(settings, data_dir, exchanges)
 
-    def hint(pair: str) -> Decimal | None:
-        price = last_close.get(pair)
-        return None if price is None else Decimal(str(price))
-
-    broker = make_live_broker(settings, exchanges, creds, price_hint=hint)
+    broker = make_live_broker(settings, exchanges, creds, price_hint=price_hint)
     try:
         await broker.start(track=False)  # the engine starts tracking once it knows the ledger's fills
     except BaseException:

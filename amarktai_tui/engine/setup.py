@@ -200,7 +200,11 @@ async def open_engine(
         streams = feed.streams
     store = await LedgerStore.open(db_path(data_dir))
     run_stages: frozenset[LifecycleStage] | None = None
-    last_close: dict[str, float] = {}
+    engine: TradingEngine | None = None
+
+    def price_hint(pair: str) -> Decimal | None:  # the engine is built after its live broker
+        return None if engine is None else engine.last_close(pair)
+
     own_broker = False
     try:
         if broker is None and await store.trading_mode() == TradingMode.LIVE.value:
@@ -210,7 +214,7 @@ async def open_engine(
                 raise LiveSetupError(
                     "the account is in live mode: a replay runs on paper only (`amarktai mode paper`)"
                 )
-            broker = await open_live_broker(settings, data_dir, store, last_close)
+            broker = await open_live_broker(settings, data_dir, store, price_hint)
             run_stages, own_broker = frozenset({LifecycleStage.LIVE}), True
     except BaseException:
         await store.close()
@@ -238,7 +242,6 @@ async def open_engine(
         mode=TradingMode.PAPER if isinstance(broker, PaperBroker) else TradingMode.LIVE,
         run_stages=run_stages,
     )
-    engine._last_close = last_close  # the live broker's price hint (Luno's market buys in quote) reads it
     engine.stages.rules = rules_from(settings.promotion)  # [promotion] criteria and live floors
     try:
         await engine.start(bot_specs(settings, streams))
