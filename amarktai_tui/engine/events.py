@@ -130,6 +130,26 @@ class ModeSwitched(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class BackupCreated(Event):
+    """A copy of the database was written (``ops.backup``): its path, size in bytes, sha256 (hex)
+    and why (``daily`` | ``migration`` | ``mode_switch`` | ``manual``)."""
+
+    path: str
+    size: int
+    sha256: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSent(Event):
+    """A report (``daily`` | ``weekly`` | ``monthly``) or an alert batch (``alert``) was mailed."""
+
+    period: str
+    recipients: tuple[str, ...]
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
 class FeedStatusChanged(Event):
     status: FeedStatus
 

@@ -21,6 +21,7 @@ from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.locations import lock_path, logs_dir
 from amarktai_tui.ops.control import serve_control, socket_path, stop_control
 from amarktai_tui.ops.lock import EngineLock
+from amarktai_tui.ops.services import start_services
 
 log = logging.getLogger("amarktai.daemon")
 _CENT = Decimal("0.01")
@@ -65,6 +66,12 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
         except OSError as exc:
             await engine.close()
             raise ControlSocketError(f"cannot listen on the control socket {sock}: {exc}") from None
+        try:
+            services = await start_services(engine, settings, data_dir, headless=True)
+        except BaseException:
+            await stop_control(control)
+            await engine.close()
+            raise
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, engine.stop)
@@ -76,6 +83,7 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            await services.close()
             await stop_control(control)
             await engine.close()
         log.info(

@@ -44,6 +44,7 @@ from amarktai_tui.market.base import FeedState, FeedStatus
 from amarktai_tui.ops.control import serve_control, socket_path, stop_control
 from amarktai_tui.ops.lock import EngineLock, EngineLockedError
 from amarktai_tui.ops.mode import ModeSwitchRefused, current_mode, switch_mode
+from amarktai_tui.ops.services import start_services
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import BotsPane
@@ -217,6 +218,12 @@ class AmarktaiApp(App[None]):
             self.account_mode = engine.mode
             self.engine = engine
             control = await serve_control(engine, socket_path(self.data_dir))  # `amarktai halt` etc.
+            try:
+                services = await start_services(engine, self.settings, self.data_dir, headless=False)
+            except BaseException:
+                await stop_control(control)
+                await engine.close()
+                raise
             self.model.load_history(db_path(self.data_dir))
             # refusals of earlier runs, read before this run writes any (the tape shows them first)
             self.query_one(BreakersPane).load_refusals(str(engine.store.path))
@@ -231,6 +238,7 @@ class AmarktaiApp(App[None]):
                 raise
             finally:
                 await chat.close_session()
+                await services.close()
                 await stop_control(control)
                 await engine.close()
         finally:
