@@ -169,6 +169,14 @@ class ChatSession:
         now = self.book.now()
         return [p for p in self.book.pending() if now < p.expires_ms]
 
+    def is_pending(self, proposal_id: str) -> bool:
+        """True while the proposal waits for the user (not yet confirmed, cancelled or expired)."""
+        return self.book.get(proposal_id) is not None
+
+    def now(self) -> int:
+        """The session's clock (ms UTC): what its proposals expire by."""
+        return self.book.now()
+
     def history(self, limit: int | None = None) -> list[ChatMessage]:
         """The current conversation as shown (user, assistant texts, the console's notes), oldest
         first; the last ``limit`` messages when given."""

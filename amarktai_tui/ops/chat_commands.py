@@ -1,22 +1,22 @@
 """``amarktai chat``: the AI console in a plain terminal (no Textual), for daemon users.
 
 The engine is the ledger's only writer and the console's tools act on its memory, so a chat
-runs in the process that runs the engine:
+session runs in the process that runs the engine:
 
-- No engine runs on the data dir: ``amarktai chat`` opens one in this process, as the daemon
-  does (``open_engine``; it holds the engine lock and serves the control socket, so ``amarktai
-  halt`` still reaches it), but never starts its market feed: no candle is processed and no
-  order is sent while the chat is open. Confirmed actions change the bots' states (and the
-  ledger) at once; orders follow only when an engine runs the market again.
-- An engine runs (the TUI or ``--daemon``): nothing is opened; one line says that the chat runs
-  inside the engine's process: the TUI's chat pane, or stop the daemon, chat, start it again.
+- An engine runs on the data dir (``--daemon`` or the TUI): the chat connects to its control
+  socket and the session runs there (``ops.chat_remote``): the same tools, proposals and
+  confirmations, on the engine that trades.
+- No engine runs: ``amarktai chat`` opens one in this process, as the daemon does
+  (``open_engine``; it holds the engine lock and serves the control socket, so ``amarktai halt``
+  still reaches it), but never starts its market feed: no candle is processed and no order is
+  sent while the chat is open. Confirmed actions change the bots' states (and the ledger) at
+  once; orders follow only when an engine runs the market again.
 
-The session is ``ai.session.ChatSession``: the same tools, proposals and commands as the pane,
-commands only when no OpenAI key is saved. After each turn every proposal it made is put to
-the user: ``[y/N]`` for a plain one; for a stop (the bot's name), the emergency stop (``HALT``)
-and a breaker reset (``RESET``) the word must be typed. Anything else cancels it. ``/quit``
-(or end of input) leaves. Standard input is read by a daemon thread, so the event loop (and
-the control socket) never waits on the terminal.
+The session is ``ai.session.ChatSession``: commands only when no OpenAI key is saved. After each
+turn every proposal it made is put to the user: ``[y/N]`` for a plain one; for a stop (the bot's
+name), the emergency stop (``HALT``) and a breaker reset (``RESET``) the word must be typed.
+Anything else cancels it. ``/quit`` (or end of input) leaves. Standard input is read by a daemon
+thread, so the event loop (and the control socket) never waits on the terminal.
 """
 
 from __future__ import annotations
@@ -25,11 +25,20 @@ import argparse
 import asyncio
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from amarktai_tui.ai.proposals import Proposal
-from amarktai_tui.ai.session import ChatSession, Chunk, CommandOutput, Failed, ProposalMade, Reply
+from amarktai_tui.ai.session import (
+    ChatEvent,
+    ChatSession,
+    Chunk,
+    CommandOutput,
+    Failed,
+    ProposalMade,
+    Reply,
+)
 from amarktai_tui.config import Settings
 from amarktai_tui.locations import lock_path
 
@@ -42,20 +51,32 @@ BANNER = (
 )
 
 
+ATTACHED = (
+    "Connected to the running engine: confirmed actions apply to it at once. "
+    "/help lists the commands, /quit leaves."
+)
+
+
 class EngineRunning(RuntimeError):
-    """Another process runs the engine on this data dir: the chat belongs there."""
+    """Another process took the engine lock as this chat started: retry to connect to it."""
 
 
-def running_message(data_dir: Path) -> str:
-    """The one line printed when an engine already runs on ``data_dir``."""
-    try:
-        pid = lock_path(data_dir).read_text().strip() or "unknown"
-    except OSError:
-        pid = "unknown"
-    return (
-        f"amarktai chat: an engine (pid {pid}) is running on {data_dir}; the chat runs inside the "
-        "engine's process: use the chat pane of its TUI, or stop the daemon, chat, then start it again"
-    )
+class Console(Protocol):
+    """What the loop needs of a chat: ``ai.session.ChatSession`` here, ``ops.chat_remote.RemoteChat``
+    over the socket of an engine that runs elsewhere."""
+
+    @property
+    def status_line(self) -> str: ...
+
+    def send(self, text: str) -> AsyncIterator[ChatEvent]: ...
+
+    async def confirm(self, proposal_id: str, typed: str = "") -> str: ...
+
+    async def cancel(self, proposal_id: str) -> str: ...
+
+    def is_pending(self, proposal_id: str) -> bool: ...
+
+    def now(self) -> int: ...
 
 
 def run_chat(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
@@ -70,14 +91,12 @@ def run_chat(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
     from amarktai_tui.vault.errors import VaultUnavailable
 
     if is_held(lock_path(data_dir)):
-        print(running_message(data_dir), file=sys.stderr)
-        return EXIT_FAIL
+        return _attach(data_dir)
     setup_logging(data_dir, stderr=False)  # the terminal is the chat's; the log file gets the rest
     try:
         return asyncio.run(chat(settings, data_dir, sys.stdin, sys.stdout))
-    except EngineRunning:
-        print(running_message(data_dir), file=sys.stderr)
-        return EXIT_FAIL
+    except EngineRunning:  # an engine started meanwhile: chat with it
+        return _attach(data_dir)
     except CandleFileError as exc:
         print(f"amarktai chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -87,6 +106,31 @@ def run_chat(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
     except (LiveSetupError, ReconcileError, VaultUnavailable) as exc:
         print(f"amarktai chat: the live engine refused to start: {exc}", file=sys.stderr)
         return EXIT_FAIL
+
+
+def _attach(data_dir: Path) -> int:
+    from amarktai_tui.ops.chat_remote import ChatLink
+    from amarktai_tui.ops.control import ControlError
+
+    try:
+        return asyncio.run(attach(data_dir, sys.stdin, sys.stdout))
+    except (ChatLink, ControlError) as exc:
+        print(f"amarktai chat: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+async def attach(data_dir: Path, stdin: TextIO, stdout: TextIO) -> int:
+    """Chat with the engine that runs on ``data_dir`` over its control socket until ``/quit`` or
+    the end of ``stdin``. Raises ControlUnavailable (nothing listens) and ChatLink (the link failed)."""
+    from amarktai_tui.ops.chat_remote import RemoteChat
+    from amarktai_tui.ops.control import socket_path
+
+    remote = await RemoteChat.connect(socket_path(data_dir))
+    try:
+        await converse(remote, _Lines(stdin), stdout, ATTACHED)
+    finally:
+        await remote.close()
+    return EXIT_OK
 
 
 async def chat(settings: Settings, data_dir: Path, stdin: TextIO, stdout: TextIO) -> int:
@@ -114,7 +158,7 @@ async def chat(settings: Settings, data_dir: Path, stdin: TextIO, stdout: TextIO
                 raise ControlSocketError(f"cannot listen on the control socket {sock}: {exc}") from None
             session = await ChatSession.open(engine, settings, data_dir)
             try:
-                await converse(session, lines, stdout)
+                await converse(session, lines, stdout, BANNER)
             finally:
                 await session.close()
                 await stop_control(control)
@@ -126,7 +170,7 @@ async def chat(settings: Settings, data_dir: Path, stdin: TextIO, stdout: TextIO
     return EXIT_OK
 
 
-async def converse(session: ChatSession, lines: _Lines, out: TextIO) -> None:
+async def converse(session: Console, lines: _Lines, out: TextIO, banner: str) -> None:
     """The read-answer-confirm loop over an open session."""
 
     def say(text: str = "") -> None:
@@ -134,7 +178,7 @@ async def converse(session: ChatSession, lines: _Lines, out: TextIO) -> None:
         out.flush()
 
     say(f"amarktai chat: {session.status_line}")
-    say(BANNER)
+    say(banner)
     while True:
         out.write("you> ")
         out.flush()
@@ -157,7 +201,7 @@ async def converse(session: ChatSession, lines: _Lines, out: TextIO) -> None:
                 open_text = False
             if isinstance(ev, ProposalMade):
                 made.append(ev.proposal)
-                say(ev.proposal.text(session.book.now()))
+                say(ev.proposal.text(session.now()))
             elif isinstance(ev, CommandOutput):
                 say(ev.text)
             elif isinstance(ev, Failed):
@@ -170,9 +214,9 @@ async def converse(session: ChatSession, lines: _Lines, out: TextIO) -> None:
             await decide(session, p, lines, out)
 
 
-async def decide(session: ChatSession, p: Proposal, lines: _Lines, out: TextIO) -> None:
+async def decide(session: Console, p: Proposal, lines: _Lines, out: TextIO) -> None:
     """Put one proposal to the user: y/N, or its confirm word; anything else cancels it."""
-    if session.book.get(p.id) is None:
+    if not session.is_pending(p.id):
         return  # already decided (a /confirm or /cancel typed meanwhile)
     if p.confirm_word:
         out.write(f"{p.what}: type {p.confirm_word} to confirm (anything else cancels): ")
@@ -185,7 +229,7 @@ async def decide(session: ChatSession, p: Proposal, lines: _Lines, out: TextIO) 
             out.write(await session.confirm(p.id, answer) + "\n")
     elif answer.lower() in ("y", "yes"):
         out.write(await session.confirm(p.id) + "\n")
-    if session.book.get(p.id) is not None:  # not confirmed (or a wrong word): nothing stays pending
+    if session.is_pending(p.id):  # not confirmed (or a wrong word): nothing stays pending
         out.write(await session.cancel(p.id) + "\n")
     out.flush()
 

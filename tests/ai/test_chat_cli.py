@@ -14,14 +14,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from ai_helpers import FLEET, audit, both, console, rows
+from ai_helpers import BTC_1H, ETH_1H, FLEET, audit, both, console, rows
 from loopback.openai_api import OpenAILoopback, Reply
 
+from amarktai_tui.ai.session import ChatSession
 from amarktai_tui.config import load_settings
 from amarktai_tui.locations import lock_path
-from amarktai_tui.ops.lock import EngineLock, is_held
+from amarktai_tui.ops.control import serve_control, stop_control
+from amarktai_tui.ops.lock import is_held
 from amarktai_tui.vault.manager import KeyManager
 
 CMD = [sys.executable, "-c", "from amarktai_tui.cli import main; main()"]
@@ -237,11 +240,143 @@ async def test_ai_chat_proposes_and_the_user_confirms(
     assert roles == ["user", "assistant", "tool", "system", "assistant", "system"]
 
 
-async def test_the_chat_is_refused_while_an_engine_runs(tmp_path: Path, data: Path) -> None:
-    with EngineLock(lock_path(data)):  # held as a running TUI or daemon holds it
-        code, stdout, stderr = await amarktai(tmp_path, "chat", "--config", str(config(tmp_path)),
-                                              "--data-dir", str(data))  # fmt: skip
-    assert code == 1 and stdout == ""
-    assert f"an engine (pid {os.getpid()}) is running on {data}" in stderr
-    assert "the chat runs inside the engine's process" in stderr and "Traceback" not in stderr
-    assert rows(data, "SELECT COUNT(*) AS n FROM chat_messages") == [{"n": 0}]
+@asynccontextmanager
+async def daemon(tmp: Path, data: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``amarktai --daemon`` on ``data`` (replaying the 1h files in real time: no candle in the test),
+    yielded once it logs that the engine started; stopped with SIGTERM at the end."""
+    proc = await asyncio.create_subprocess_exec(
+        *CMD, "--daemon", "--config", str(config(tmp)), "--data-dir", str(data),
+        "--replay", f"{BTC_1H},{ETH_1H}", "--speed", "1",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env_for(tmp), cwd=tmp,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        while b"engine started" not in (line := await asyncio.wait_for(proc.stderr.readline(), STEP_S)):
+            assert line, "the daemon ended before its engine started"
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), STEP_S)
+
+
+async def test_the_chat_talks_to_a_running_daemon(tmp_path: Path, data: Path) -> None:
+    """With the daemon holding the data dir, ``amarktai chat`` runs its session in the daemon over
+    the control socket: the AI's proposal, the y/N and typed-word confirmations act on that engine."""
+    async with OpenAILoopback.running(KEY) as server:
+        settings = load_settings(config(tmp_path), required=True)
+        KeyManager(settings, data).save("openai", {"api_key": KEY, "base_url": f"{server.url}/v1"})
+        server.script(
+            Reply(
+                tool_calls=[("pause_all", '{"asset": "ETH", "reason": "asked in the chat"}')], usage=(700, 20)
+            ),
+            Reply("I proposed pausing **eth-fast** and **eth-rsi**.", usage=(750, 15)),
+        )
+        async with daemon(tmp_path, data) as proc, Chat.running(tmp_path, data) as chat:
+            intro = await chat.until(PROMPT)
+            assert intro.startswith("amarktai chat: AI gpt-4o-mini · 0 / 200,000 tokens today")
+            assert "Connected to the running engine" in intro and "without its market feed" not in intro
+            out = await chat.say("pause all ETH bots", until="[y/N] ")
+            assert "ai> I proposed pausing **eth-fast** and **eth-rsi**." in out
+            assert "Pause every running ETH bot (2)" in out and "which: eth-fast, eth-rsi" in out
+            assert set(bot_states(data).values()) == {"running"}
+            assert "Done: paused 2 bot(s): eth-fast, eth-rsi" in await chat.say("yes")
+            assert bot_states(data)["eth-fast"] == "paused"  # written by the daemon's engine
+
+            out = await chat.say("/stop btc-fast", until="(anything else cancels): ")
+            assert "type btc-fast to confirm" in out
+            out = await chat.say("y")
+            assert "Refused: confirmation refused: type btc-fast exactly" in out and "Cancelled" in out
+            assert bot_states(data)["btc-fast"] == "running"
+            code, stderr = await chat.quit()
+            assert code == 0 and "Traceback" not in stderr, stderr
+            assert proc.returncode is None  # the daemon goes on after the chat leaves
+        assert proc.returncode == 0
+        assert server.authorizations == [f"Bearer {KEY}"] * 2
+    assert bot_states(data) == {
+        "btc-fast": "running",
+        "btc-slow": "running",
+        "eth-fast": "paused",
+        "eth-rsi": "paused",
+    }
+    assert [(e, t, a) for _, e, t, a in audit(data)] == [
+        ("proposed", "pause_all", "ai"),
+        ("confirmed", "pause_all", "user"),
+        ("executed", "pause_all", "user"),
+        ("proposed", "stop_bot", "commands"),
+        ("refused", "stop_bot", "user"),
+        ("cancelled", "stop_bot", "user"),
+    ]
+
+
+async def test_a_chat_with_the_daemon_ends_cleanly_when_the_daemon_stops(tmp_path: Path, data: Path) -> None:
+    async with daemon(tmp_path, data) as proc, Chat.running(tmp_path, data) as chat:
+        assert "Connected to the running engine" in await chat.until(PROMPT)
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), STEP_S) == 0  # an open chat does not hold it up
+        assert chat.proc.stdin is not None and chat.proc.stderr is not None
+        chat.proc.stdin.write(b"/status\n")
+        await chat.proc.stdin.drain()
+        assert await asyncio.wait_for(chat.proc.wait(), STEP_S) == 1
+        err = (await chat.proc.stderr.read()).decode()
+    assert err.startswith("amarktai chat: the engine closed the chat") and "Traceback" not in err, err
+
+
+async def test_the_chat_protocol_survives_bad_lines_and_is_refused_without_a_chat(tmp_path: Path) -> None:
+    """The socket side of ``ops.chat_remote`` in-process, over a real Unix socket."""
+    c = await console(tmp_path / "data", FLEET)
+    settings = load_settings(config(tmp_path), required=True)
+    path = tmp_path / "c.sock"
+
+    opened: list[ChatSession] = []
+
+    async def open_session() -> ChatSession:
+        opened.append(ChatSession(c.engine, settings, c.data_dir, router=None, clock=c.clock))
+        return opened[-1]
+
+    async def talk(*lines: bytes) -> list[dict[str, object]]:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        out: list[dict[str, object]] = []
+        for line in lines:
+            writer.write(line + b"\n")
+            await writer.drain()
+            got = await asyncio.wait_for(reader.readline(), STEP_S)
+            out.append(json.loads(got))
+            while "chunk" in out[-1] or "output" in out[-1] or "proposal" in out[-1]:
+                out.append(json.loads(await asyncio.wait_for(reader.readline(), STEP_S)))
+        writer.close()
+        await writer.wait_closed()
+        return out
+
+    try:
+        await _bad_lines_and_no_chat(c, path, open_session, talk, opened)
+    finally:
+        await c.close()
+
+
+async def _bad_lines_and_no_chat(
+    c: Any, path: Path, open_session: Any, talk: Any, opened: list[ChatSession]
+) -> None:
+    server = await serve_control(c.engine, path, chat=open_session)
+    try:
+        got = await talk(b'{"cmd": "chat"}', b"not json", b'{"say": 3}', b'{"say": "/pause btc-fast"}')
+        assert got[0] == {"ok": True, "status": "commands only: no AI configured"}
+        assert "must be a JSON object" in str(got[1]["error"]) and "expected" in str(got[2]["error"])
+        card = got[3]["proposal"]
+        assert isinstance(card, dict) and card["tool"] == "pause_bot" and got[4]["end"] is True
+        pid = str(card["proposal_id"])
+        assert opened[0].is_pending(pid)  # the session's proposals live in the engine's process
+        # another connection is another session: it cannot confirm the first one's proposal
+        reply = await talk(b'{"cmd": "chat"}', json.dumps({"confirm": pid}).encode())
+        assert reply[1]["pending"] is False and str(reply[1]["result"]).startswith(
+            f"Refused: confirm refused: no pending proposal '{pid}'"
+        )
+        assert opened[0].is_pending(pid) and c.engine.runner_by_name("btc-fast").rec.state == "running"
+    finally:
+        await stop_control(server)
+    server = await serve_control(c.engine, path)
+    try:
+        assert await talk(b'{"cmd": "chat"}') == [{"ok": False, "error": "this engine serves no chat"}]
+    finally:
+        await stop_control(server)
