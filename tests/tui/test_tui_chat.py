@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import closing
@@ -19,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback.openai_api import Failure, Hold, OpenAILoopback, Reply
+from loopback.openai_api import Compute, Failure, Hold, OpenAILoopback, Reply
 from loopback.secret_service import missing_binaries, private_secret_service
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Markdown, Static, TabbedContent
-from tui_helpers import SIZE, replay_done
+from tui_helpers import BTC_1H, ETH_1H, SIZE, replay_done
 
 from amarktai_tui.ai import proposals
 from amarktai_tui.ai import session as chat_session
 from amarktai_tui.ai.proposals import DEFAULT_TTL_S
-from amarktai_tui.config import AiModels, AiSettings, Settings
+from amarktai_tui.config import AiModels, AiSettings, BotSettings, Settings
 from amarktai_tui.domain.enums import BotState
+from amarktai_tui.engine.setup import ReplayArgs
 from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.risk.breakers import Breaker
 from amarktai_tui.tui.app import AmarktaiApp, _all_bindings
@@ -558,3 +560,79 @@ def test_chat_tab_snapshot(
         await settle(pane, pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# -- the issue's "done when", through the pane -------------------------------------------------------------
+def _tool_results(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["tool_call_id"]: json.loads(m["content"]) for m in body["messages"] if m["role"] == "tool"}
+
+
+def _answer_why(body: dict[str, Any]) -> Reply:
+    """The scripted model reads its tool results and answers from them (what the ledger says)."""
+    results = _tool_results(body)
+    (trip,) = results["call_0"]["tripped"]
+    return Reply(
+        f"**btc-fast** stopped trading: breaker `{trip['breaker']}` (trip {trip['trip_id']}): "
+        f"{trip['message']}."
+    )
+
+
+async def test_why_did_btc_fast_stop_and_pause_all_eth_bots_in_the_pane(
+    settings: Settings, server: OpenAILoopback, secret_service: str, tmp_path: Path
+) -> None:
+    """The two questions of the issue, typed into the Chat tab of a TUI that replayed BTC and ETH:
+    the answer is built from the breaker the engine tripped, and the ETH pause is a card that
+    runs only once confirmed (audited)."""
+    data = tmp_path / "data"
+    bots = [
+        BotSettings(name="btc-fast", pair="BTC/USDT", timeframe="1h", params={"fast": 5, "slow": 20}),
+        BotSettings(
+            name="eth-slow", pair="ETH/USDT", timeframe="1h", strategy="rsi_reversion", params={"period": 28}
+        ),
+        BotSettings(name="eth-rsi", pair="ETH/USDT", timeframe="1h", strategy="rsi_reversion"),
+    ]
+    s = with_ai(settings, server).model_copy(update={"bots": bots})
+    s.risk = s.risk.model_copy(update={"max_consecutive_losses": 3})
+    KeyManager(s, data).save("openai", {"api_key": KEY})
+    (tmp_path / "themes").mkdir()
+    replay = ReplayArgs(files=[str(BTC_1H), str(ETH_1H)], speed=0, until_end=False)
+    app = AmarktaiApp(s, data, replay, themes_dir=tmp_path / "themes")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        assert app.engine is not None
+        trips = [t for t in app.engine.board.active.values() if t.bot_id is not None]
+        btc = app.engine.runner_by_name("btc-fast").rec.id
+        (trip,) = [t for t in trips if t.bot_id == btc]
+
+        server.script(Reply(tool_calls=[("breaker_status", '{"bot": "btc-fast"}')]), Compute(_answer_why))
+        await say(pane, pilot, "why did btc-fast stop trading?")
+        (md,) = pane.query("#chat-log Markdown").results(Markdown)
+        assert md.source == (
+            f"**btc-fast** stopped trading: breaker `{trip.breaker}` (trip {trip.id}): {trip.message}."
+        )
+        assert "3 losing trades in a row (limit 3)" in md.source
+
+        server.script(
+            Reply(tool_calls=[("pause_all", '{"asset": "ETH", "reason": "asked in the chat"}')]),
+            Reply("I proposed pausing the ETH bots: confirm it in the card."),
+        )
+        await say(pane, pilot, "pause all ETH bots")
+        card = last_card(pane)
+        assert card.proposal.bots == ("eth-slow", "eth-rsi")
+        assert states(app)["eth-slow"] is BotState.RUNNING  # nothing ran yet
+        await press_card(pane, pilot, card, "confirm")
+        await pilot.click("#confirm-action-ok")
+        await settle(pane, pilot)
+        assert card.state == "executed"
+        assert texts(pane, "chat-outcome")[-1] == "Done: paused 2 bot(s): eth-slow, eth-rsi"
+        assert states(app) == {
+            "btc-fast": BotState.CIRCUIT_TRIPPED,  # untouched: the pause was for ETH only
+            "eth-slow": BotState.PAUSED,
+            "eth-rsi": BotState.PAUSED,
+        }
+        assert audit(app, card.proposal.id) == [
+            ("proposed", "ai"),
+            ("confirmed", "user"),
+            ("executed", "user"),
+        ]
+    assert KEY not in json.dumps(server.bodies) and str(tmp_path) not in json.dumps(server.bodies)

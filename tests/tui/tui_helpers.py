@@ -12,6 +12,7 @@ from amarktai_tui.tui.app import AmarktaiApp
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 BTC_1H = DATA / "binance" / "BTC_USDT-1h.json"
+ETH_1H = DATA / "binance" / "ETH_USDT-1h.json"
 SIZE = (140, 45)
 REPLAY_TIMEOUT_S = 120  # a guard against a hang, not a wait: the replay ends in about a second
 
