@@ -76,10 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(e, top=False)
     e.add_argument("--format", choices=("csv", "json"), default="csv")
 
-    r = sub.add_parser("report", help="profit report")
+    r = sub.add_parser("report", help="profit report of the UTC day, ISO week or month containing now")
     _common(r, top=False)
     r.add_argument("period", nargs="?", choices=("daily", "weekly", "monthly"), default="daily")
-    r.add_argument("--json", action="store_true")
+    rfmt = r.add_mutually_exclusive_group()
+    rfmt.add_argument("--json", action="store_true", help="machine-readable output")
+    rfmt.add_argument(
+        "--md", nargs="?", const="-", metavar="FILE", help="Markdown, to FILE or stdout (the default output)"
+    )
+    rfmt.add_argument(
+        "--html", metavar="FILE", help="an HTML page with an equity chart, to FILE (- = stdout)"
+    )
 
     b = sub.add_parser("breakers", help="circuit breakers: active trips, history, gauges; reset a trip")
     _common(b, top=False)
@@ -124,7 +131,44 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bal, top=False)
     bal.add_argument("--json", action="store_true", help="machine-readable output")
     bal.add_argument("--exchange", action="extend", nargs="+", metavar="ID", help="only these exchanges")
+    _audit_parser(sub)
+    _backup_parsers(sub)
     return p
+
+
+def _backup_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    bk = sub.add_parser("backup", help="copy the ledger into backups/ (safe while an engine runs)")
+    _common(bk, top=False)
+    bk.add_argument("--json", action="store_true", help="machine-readable output")
+    rs = sub.add_parser(
+        "restore", help="replace the ledger with a backup (checked first; refused while an engine runs)"
+    )
+    _common(rs, top=False)
+    rs.add_argument("file", type=Path, metavar="FILE", help="a backup listed in backups/manifest.json")
+    rs.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
+
+
+def _audit_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    when = "an ISO date or date-time, UTC (2024-05-01, 2024-05-01T12:30)"
+    a = sub.add_parser("audit", help="the audit log: entries by time, type, severity, bot; a compliance report")
+    _common(a, top=False)
+    a.add_argument("--since", metavar="WHEN", help=f"entries from this moment on: {when}")
+    a.add_argument("--until", metavar="WHEN", help="entries before this moment (a date includes that day)")
+    a.add_argument("--type", action="append", metavar="TYPE[,TYPE]", help="only these types (repeatable)")
+    a.add_argument(
+        "--severity", action="append", metavar="LEVEL[,LEVEL]", help="info, warning, critical (repeatable)"
+    )
+    a.add_argument("--bot", metavar="NAME_OR_ID", help="only entries about this bot")
+    a.add_argument("--limit", type=_count, default=100, metavar="N", help="the newest N entries (0 = all)")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    asub = a.add_subparsers(dest="audit_command", metavar="ACTION", parser_class=_Parser)
+    ar = asub.add_parser("report", help="compliance report for a date range (Markdown, HTML, CSV)")
+    _common(ar, top=False)
+    ar.add_argument("--from", dest="date_from", required=True, metavar="DATE", help=f"first day: {when}")
+    ar.add_argument("--to", dest="date_to", required=True, metavar="DATE", help="last day (included)")
+    ar.add_argument("--format", choices=("md", "html", "csv", "json"), default="md", help="default md")
+    ar.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="same as --format json")
+    ar.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
 
 
 def _keys_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -239,6 +283,14 @@ def run(argv: Sequence[str] | None = None) -> int:
             from amarktai_tui.ops.chat_commands import run_chat
 
             return run_chat(args, settings, data_dir)
+        if args.command in ("backup", "restore"):
+            from amarktai_tui.ops.backup_commands import run_backup, run_restore
+
+            return (run_backup if args.command == "backup" else run_restore)(args, settings, data_dir)
+        if args.command == "audit":
+            from amarktai_tui.ops.audit_commands import run_audit
+
+            return run_audit(args, settings, data_dir)
         if args.command == "balances":
             from amarktai_tui.ops.balance_commands import run_balances
 

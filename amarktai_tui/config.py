@@ -23,6 +23,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -328,6 +330,117 @@ class AiSettings(_Section):
     """Chat messages shown in the pane (the whole history stays in the ledger)."""
 
 
+class AuditSettings(_Section):
+    """The audit log (``ops.audit``): what happened, when, by whom; kept apart from the ledger."""
+
+    retention_days: int = Field(default=90, ge=1)
+    """Audit entries older than this many days are pruned (at engine start and daily); the ledger never is."""
+
+
+def _hhmm(v: str) -> str:
+    import re
+
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v):
+        raise ValueError("expected a UTC time HH:MM, 00:00 to 23:59")
+    return v
+
+
+class BackupSettings(_Section):
+    """Copies of the ledger in ``<data dir>/backups/`` (``ops.backup``): daily, before every migration
+    and every mode switch, and on ``amarktai backup``."""
+
+    keep: int = Field(default=10, ge=1)
+    """Backups kept: the newest this many (older ones are deleted after a daily or manual backup)."""
+    daily: bool = True
+    """Make one backup per UTC day while an engine runs (daemon or TUI)."""
+    daily_at: Annotated[str, AfterValidator(_hhmm)] = "03:00"
+    """When the daily backup is made, UTC ``HH:MM`` (at start-up too, when today's is missing and it is later)."""
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+class HealthSettings(_Section):
+    """The health and metrics HTTP server (``ops.health``): ``/health``, ``/status``, ``/metrics``."""
+
+    enabled: bool = True
+    """Serve while the daemon (``--daemon``) runs."""
+    tui: bool = False
+    """Serve from the TUI too (when ``enabled``)."""
+    allow_remote: bool = False
+    """Allow a non-loopback ``host``: /status and /metrics show equity and PnL to whoever can connect."""
+    host: str = Field(default="127.0.0.1", min_length=1)
+    """Address to listen on; anything but a loopback address needs ``allow_remote = true``."""
+    port: int = Field(default=9464, ge=0, le=65535)
+    """TCP port (0 = any free port, for tests)."""
+    max_loop_lag_ms: float = Field(default=250.0, gt=0)
+    """``/health`` fails when the event loop's lag p99 (last minute) is above this."""
+    stale_candles: float = Field(default=3.0, ge=1)
+    """``/health`` fails when an exchange feed's newest candle closed more than this many
+    timeframes (of its fastest stream) ago."""
+    min_free_mb: int = Field(default=100, ge=0)
+    """``/health`` fails when the data dir has less free disk than this, in MB (1 MB = 1,000,000 bytes)."""
+
+    @field_validator("host")
+    @classmethod
+    def _remote(cls, host: str, info: ValidationInfo) -> str:
+        if not info.data.get("allow_remote") and not _is_loopback(host):
+            raise ValueError("not a loopback address; set allow_remote = true to serve on it")
+        return host
+
+
+def _email(v: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+", v):
+        raise ValueError("expected an e-mail address like reports@example.com")
+    return v
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+
+
+class SmtpSettings(_Section):
+    """Mail (``ops.mailer``): the daily report and alert mails, and ``amarktai keys test smtp``.
+    The account's user name and password live in the vault (``amarktai keys set smtp``), never here."""
+
+    host: str = ""
+    """SMTP server host name; ``""`` = no mail."""
+    port: int = Field(default=587, ge=1, le=65535)
+    """587 for ``starttls``, 465 for ``ssl``, 25 for a local relay."""
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    """``starttls``: upgrade after EHLO; ``ssl``: TLS from the start; ``none``: plain (a local relay only)."""
+    from_addr: Annotated[str, AfterValidator(lambda v: v and _email(v))] = ""
+    """The From address; ``""`` = the vault's SMTP user name."""
+    to: list[EmailAddress] = Field(default_factory=list)
+    """Recipients of the reports and alerts; none = no mail."""
+    timeout_s: float = Field(default=20.0, gt=0, le=300)
+    """Seconds before the SMTP server counts as unreachable (the mail is retried later)."""
+    daily_report_at: Annotated[str, AfterValidator(lambda v: v and _hhmm(v))] = "23:55"
+    """When the daily report is mailed, UTC ``HH:MM`` (it covers the UTC day so far); ``""`` = never."""
+    alerts: bool = True
+    """Mail critical audit entries (live trades, mode and key changes, emergency stop, breakers, promotions)."""
+    alert_min_interval_s: float = Field(default=300.0, ge=0)
+    """At most one alert mail per this many seconds; entries in between go in the next mail."""
+    alert_batch_s: float = Field(default=5.0, ge=0)
+    """The first alert after a quiet spell waits this long for others of the same burst."""
+
+
+class ReportsSettings(_Section):
+    """Profit reports (``amarktai report``, the mailed daily report) and the Profits pane."""
+
+    target_equity: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    """The countdown's target account equity, in the quote currency."""
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with ``load_settings``."""
 
@@ -352,6 +465,11 @@ class Settings(BaseSettings):
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)
     balances: BalancesSettings = Field(default_factory=BalancesSettings)
     ai: AiSettings = Field(default_factory=AiSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     def exchange(self, exchange_id: str) -> ExchangeSettings:
         """``[exchanges.<id>]``, or the defaults when the section is absent."""

@@ -23,6 +23,7 @@ from amarktai_tui.exchanges.api_breaker import ApiHealth
 from amarktai_tui.exchanges.live import CcxtBroker
 from amarktai_tui.exchanges.registry import TOTAL_BOT_CAP, exchange_info, order_type_refusal
 from amarktai_tui.ledger.store import StageChange, TripReset
+from amarktai_tui.ops.backup import backup_on_engine
 from amarktai_tui.risk.allocator import Allocation, AllocationPlan
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.strategies.registry import make_strategy
@@ -54,6 +55,7 @@ class TradingEngine(EngineCore):
         further live order leaves. False (nothing recorded) when the account already is on paper."""
         if await self.store.trading_mode() == TradingMode.PAPER.value:
             return False
+        await backup_on_engine(self, "mode_switch")  # in a thread; a failure is logged, never blocks this
         await self.store.record_mode_switch(
             int(time.time() * 1000), TradingMode.LIVE.value, TradingMode.PAPER.value, actor, reason
         )

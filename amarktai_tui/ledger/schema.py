@@ -271,7 +271,27 @@ CREATE TRIGGER ai_actions_no_delete BEFORE DELETE ON ai_actions
 BEGIN SELECT RAISE(ABORT, 'ai_actions are append-only'); END;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+_V6 = """
+-- issue 7: the audit log (ops.audit). NOT part of the ledger: rows older than [audit] retention_days
+-- are pruned, so no append-only triggers; ledger tables are never pruned. No foreign key on bot_id:
+-- an entry may name a bot the ledger no longer knows (a replaced ledger) and must still be kept.
+CREATE TABLE audit_log (
+    id        INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,                        -- ms UTC (wall clock)
+    type      TEXT NOT NULL,                           -- ops.audit.AUDIT_TYPES
+    severity  TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    actor     TEXT NOT NULL,                           -- user | ai | engine | autopilot | cli
+    bot_id    INTEGER,
+    bot       TEXT,                                    -- the bot's name when the entry is about one
+    details   TEXT NOT NULL DEFAULT '{}'               -- JSON object (money as decimal strings)
+);
+CREATE INDEX audit_log_ts ON audit_log(ts);
+CREATE INDEX audit_log_type_ts ON audit_log(type, ts);
+CREATE INDEX audit_log_severity_ts ON audit_log(severity, ts);
+CREATE INDEX audit_log_bot_ts ON audit_log(bot_id, ts);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -290,13 +310,20 @@ def configure(conn: sqlite3.Connection) -> None:
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to ``SCHEMA_VERSION``; return the version found before.
 
-    Raises SchemaTooNewError when the file is newer than this code.
+    An existing ledger (version > 0) is first copied into ``backups/`` beside it (``ops.backup``;
+    not an in-memory one). Raises SchemaTooNewError when the file is newer than this code, and
+    ``ops.backup.MigrationBackupError`` (a sqlite3.OperationalError, one line) when that copy failed:
+    the migration is then refused and the file keeps its version.
     """
     found = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if found > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"database schema v{found} is newer than this app (v{SCHEMA_VERSION}); upgrade amarktai-tui"
         )
+    if 0 < found < SCHEMA_VERSION:
+        from amarktai_tui.ops.backup import backup_before_migration
+
+        backup_before_migration(conn, found)
     for version in range(found, SCHEMA_VERSION):
         conn.executescript(f"BEGIN;\n{MIGRATIONS[version]}\nPRAGMA user_version={version + 1};\nCOMMIT;")
     return found

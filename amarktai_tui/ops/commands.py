@@ -41,7 +41,7 @@ def dispatch(args: argparse.Namespace, settings: Settings, data_dir: Path) -> in
         if args.command == "ledger" and args.ledger_command == "export":
             return _export(conn, args.format)
         if args.command == "report":
-            return _report(conn, args.period, as_json=args.json)
+            return _report(conn, args, settings, data_dir)
         if args.command == "breakers":
             from amarktai_tui.ops.risk_commands import show_breakers
 
@@ -127,14 +127,68 @@ def _export(conn: sqlite3.Connection, fmt: str) -> int:
     return 0
 
 
-def _report(conn: sqlite3.Connection, period: str, *, as_json: bool) -> int:
-    from amarktai_tui.ledger.report import account_report
+def _report_target(args: argparse.Namespace) -> Path | None:
+    """Where ``--md FILE`` / ``--html FILE`` goes (None = stdout); checked before the ledger is read."""
+    value = args.html if args.html is not None else args.md
+    if value is None or value == "-":
+        return None
+    flag = "--html" if args.html is not None else "--md"
+    if value in ("daily", "weekly", "monthly"):
+        raise ValueError(f"{flag} {value}: put the period before {flag} (or name a file like {value}.md)")
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"{flag} {value}: is a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"{flag} {value}: directory {path.parent} does not exist")
+    return path
 
-    rep = account_report(conn, ledger_now_ms(conn))
-    rep["period"] = period
-    if as_json:
-        _print_json(rep)
+
+def _report(conn: sqlite3.Connection, args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
+    """``report [daily|weekly|monthly] [--json | --md [FILE] | --html FILE]`` (Markdown by default).
+
+    The period is the one containing now: the wall clock while an engine runs, else the ledger's
+    latest time (a replay's or a stopped account's). A file is written whole or not at all.
+    """
+    import os
+    import tempfile
+    import time
+
+    from amarktai_tui.ops import reports
+
+    try:
+        target = _report_target(args)
+    except ValueError as exc:
+        print(f"amarktai report: {exc}", file=sys.stderr)
+        return 2
+    now = int(time.time() * 1000) if _engine_running(data_dir) else ledger_now_ms(conn)
+    rep = reports.build_report(
+        conn,
+        args.period,
+        now,
+        target=settings.reports.target_equity,
+        default_quote=settings.general.quote_currency,
+    )
+    if args.json:
+        _print_json(reports.to_json(rep))
         return 0
+    text = reports.to_html(rep) if args.html is not None else reports.to_markdown(rep)
+    if target is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        print(f"amarktai report: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"report written to {target}", file=sys.stderr)
+    return 0
     for k, v in rep.items():
         if k != "bots":
             print(f"{k:>16}: {v}")

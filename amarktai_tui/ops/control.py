@@ -20,6 +20,11 @@ halt) and for a resume while not halted (``trip`` null). An ``EngineError``
 lifecycle stages) are described in ``ops.stage_commands``. ``mode`` carries ``"mode": "paper"``
 and answers ``{"ok": true, "changed": bool}``: the engine records the switch and, when it was
 trading live, stops (``ops.mode``).
+``audit`` carries ``"entry": ENTRY`` (``ops.audit.AuditEntry.to_json``'s shape) and answers
+``{"ok": true}`` once the entry is written (``ops.audit.record_remote``).
+
+``{"cmd": "chat"}`` turns the connection into an AI console session (``ops.chat_remote``):
+``amarktai chat`` while an engine runs.
 
 The socket is ``<data_dir>/amarktai.sock``, mode 0600. A Unix socket path is
 limited to 108 bytes on Linux (104 on macOS), so when that path is longer than
@@ -50,14 +55,17 @@ from amarktai_tui.risk.breakers import Breaker, Trip
 if TYPE_CHECKING:
     from amarktai_tui.engine.engine import TradingEngine
     from amarktai_tui.ledger.reader import TripResetRow
+    from amarktai_tui.ops.chat_remote import OpenSession
 
 log = logging.getLogger("amarktai.control")
 
 SOCKET_NAME = "amarktai.sock"
 MAX_SOCKET_PATH = 100  # bytes; sun_path holds 108 (Linux) or 104 (macOS) including the NUL
 MAX_REQUEST = 64 * 1024  # bytes of one request line
+MAX_CHAT_LINE = 1024 * 1024  # bytes of a chat connection's line (ops.chat_remote); requests stay <= MAX_REQUEST
 READ_TIMEOUT_S = 10.0  # a connection that sends no complete line in this time is dropped
-COMMANDS = ("halt", "resume", "reset", "promote", "demote", "mode")  # promote/demote: ops.stage_commands
+COMMANDS = ("halt", "resume", "reset", "promote", "demote", "mode", "audit")
+"""promote/demote: ops.stage_commands; audit: ops.audit.record_remote"""
 
 
 class ControlError(RuntimeError):
@@ -76,6 +84,9 @@ def socket_path(data_dir: Path) -> Path:
         return path
     digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
     return _runtime_dir() / f"amarktai-{digest}.sock"
+
+
+_CHATS: dict[asyncio.AbstractServer, set[asyncio.Task[Any]]] = {}  # open chat connections per server
 
 
 def _runtime_dir() -> Path:
@@ -117,13 +128,17 @@ def trip_json(
 # -- server (inside the engine's process, on the engine's loop) ----------------------------------
 
 
-async def serve_control(engine: TradingEngine, path: Path) -> asyncio.AbstractServer:
+async def serve_control(
+    engine: TradingEngine, path: Path, *, chat: OpenSession | None = None
+) -> asyncio.AbstractServer:
     """Listen on ``path`` for commands to ``engine``; the caller closes it with ``stop_control``.
 
-    A stale socket file at ``path`` is removed first (the caller holds the engine
-    lock, so no other engine listens there). Raises OSError when the path cannot
-    be bound, or is some other kind of file.
+    ``chat`` opens an AI console session over ``engine`` for ``{"cmd": "chat"}`` connections
+    (``ops.chat_remote``); without it they are refused. A stale socket file at ``path`` is
+    removed first (the caller holds the engine lock, so no other engine listens there). Raises
+    OSError when the path cannot be bound, or is some other kind of file.
     """
+    chats: set[asyncio.Task[Any]] = set()
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise FileExistsError(f"{path} exists and is not a socket")
@@ -133,13 +148,14 @@ async def serve_control(engine: TradingEngine, path: Path) -> asyncio.AbstractSe
         sock.bind(str(path))
         os.chmod(path, 0o600)  # before listen(): nobody can connect while the mode is wider
         server = await asyncio.start_unix_server(
-            lambda r, w: _handle(engine, r, w), sock=sock, limit=MAX_REQUEST
+            lambda r, w: _handle(engine, r, w, chat, chats), sock=sock, limit=MAX_CHAT_LINE
         )
     except BaseException:
         sock.close()
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+    _CHATS[server] = chats
     log.info("control socket %s", path)
     return server
 
@@ -149,6 +165,11 @@ async def stop_control(server: asyncio.AbstractServer) -> None:
     socks = server.sockets if isinstance(server, asyncio.Server) else ()
     paths = [s.getsockname() for s in socks]
     server.close()
+    chats = _CHATS.pop(server, set())
+    for task in chats:  # an open chat connection would otherwise outlive the engine
+        task.cancel()
+    if chats:
+        await asyncio.gather(*chats, return_exceptions=True)
     await server.wait_closed()
     for p in paths:
         if isinstance(p, str) and p:
@@ -156,15 +177,39 @@ async def stop_control(server: asyncio.AbstractServer) -> None:
                 os.unlink(p)
 
 
-async def _handle(engine: TradingEngine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _handle(
+    engine: TradingEngine,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    chat: OpenSession | None,
+    chats: set[asyncio.Task[Any]],
+) -> None:
+    too_long: dict[str, Any] = {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"}
     try:
         try:
             line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT_S)
         except (ValueError, asyncio.LimitOverrunError):
-            reply: dict[str, Any] = {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"}
+            line = b""
+            reply: dict[str, Any] | None = too_long
         except TimeoutError:
             return
         else:
+            reply = too_long if len(line) > MAX_REQUEST else None
+        if reply is None and _is_chat(line):
+            if chat is None:
+                reply = {"ok": False, "error": "this engine serves no chat"}
+            else:
+                from amarktai_tui.ops.chat_remote import serve_chat  # the AI console: a heavy import
+
+                task = asyncio.current_task()
+                assert task is not None
+                chats.add(task)
+                try:
+                    await serve_chat(chat, reader, writer)
+                finally:
+                    chats.discard(task)
+                return
+        if reply is None:
             reply = await execute(engine, line)
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
@@ -174,6 +219,14 @@ async def _handle(engine: TradingEngine, reader: asyncio.StreamReader, writer: a
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
+
+
+def _is_chat(line: bytes) -> bool:
+    try:
+        req = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(req, dict) and req.get("cmd") == "chat"
 
 
 async def execute(engine: TradingEngine, line: bytes | str) -> dict[str, Any]:
@@ -213,6 +266,10 @@ async def _run(
         from amarktai_tui.ops.stage_commands import run_stage_command
 
         return await run_stage_command(engine, cmd, req, actor, reason)
+    if cmd == "audit":  # an audit entry made by a CLI process (``ops.audit.note_offline``)
+        from amarktai_tui.ops.audit import record_remote
+
+        return await record_remote(engine, req)
 
     def name(trip: Trip | None) -> dict[str, Any] | None:
         if trip is None:

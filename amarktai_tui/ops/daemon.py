@@ -14,6 +14,7 @@ import logging
 import signal
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amarktai_tui.config import Settings
 from amarktai_tui.engine.events import EventBus, OrderFilled, OrderRejected
@@ -23,12 +24,28 @@ from amarktai_tui.ops.control import serve_control, socket_path, stop_control
 from amarktai_tui.ops.lock import EngineLock
 from amarktai_tui.ops.services import start_services
 
+if TYPE_CHECKING:
+    from amarktai_tui.ai.session import ChatSession
+    from amarktai_tui.engine.engine import TradingEngine
+    from amarktai_tui.ops.chat_remote import OpenSession
+
 log = logging.getLogger("amarktai.daemon")
 _CENT = Decimal("0.01")
 
 
 class ControlSocketError(RuntimeError):
     """The control socket could not be opened: an engine nobody can halt from the CLI does not start."""
+
+
+def chat_opener(engine: TradingEngine, settings: Settings, data_dir: Path) -> OpenSession:
+    """What the control socket calls to open an ``amarktai chat`` session over ``engine``."""
+
+    async def open_session() -> ChatSession:
+        from amarktai_tui.ai.session import ChatSession
+
+        return await ChatSession.open(engine, settings, data_dir)
+
+    return open_session
 
 
 def setup_logging(data_dir: Path, *, stderr: bool = True, level: int = logging.INFO) -> None:
@@ -46,6 +63,10 @@ def setup_logging(data_dir: Path, *, stderr: bool = True, level: int = logging.I
         sh = logging.StreamHandler()
         sh.setFormatter(fmt)
         root.addHandler(sh)
+    from amarktai_tui.ops import redact
+
+    for handler in root.handlers:  # secrets are masked before any handler writes a record
+        redact.install(handler)
 
 
 async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | None) -> int:
@@ -62,7 +83,7 @@ async def run_daemon(settings: Settings, data_dir: Path, replay: ReplayArgs | No
         engine, feed = await open_engine(settings, data_dir, replay, bus)
         sock = socket_path(data_dir)
         try:
-            control = await serve_control(engine, sock)
+            control = await serve_control(engine, sock, chat=chat_opener(engine, settings, data_dir))
         except OSError as exc:
             await engine.close()
             raise ControlSocketError(f"cannot listen on the control socket {sock}: {exc}") from None

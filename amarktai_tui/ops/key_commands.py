@@ -27,7 +27,7 @@ import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from amarktai_tui.config import Settings
 from amarktai_tui.ledger.schema import SchemaTooNewError
@@ -103,6 +103,7 @@ def _set(manager: KeyManager, provider: Provider, stdin: TextIO) -> int:
         f"next: amarktai keys test {provider.id}" if provider.testable else "no test exists for this provider"
     )
     print(f"{provider.id}: saved in the keyring ({manager.store.name}); status saved_untested; {follow}")
+    _audit(manager, "added", provider, masked=_masked(values.get(provider.masked_field)))
     return 0
 
 
@@ -144,6 +145,7 @@ def _test(manager: KeyManager, provider: Provider, *, as_json: bool) -> int:
         print(WITHDRAW_WARNING, file=sys.stderr)
     elif check.ok and check.note:
         print(f"{provider.id}: {check.note}", file=sys.stderr)
+    _audit(manager, "tested", provider, ok=check.ok, status=row.status, can_withdraw=check.can_withdraw)
     return 0 if check.ok else 1
 
 
@@ -156,7 +158,23 @@ def _delete(manager: KeyManager, provider: Provider, code: str | None) -> int:
     print(
         f"{provider.id}: {'deleted from the keyring' if found else 'nothing was saved'}; status not_configured"
     )
+    _audit(manager, "deleted", provider, found=found)
     return 0
+
+
+def _audit(manager: KeyManager, action: str, provider: Provider, **details: Any) -> None:
+    """The audit entry of a key change (``ops.audit``): provider id and masked key id, never a secret.
+    A failure to record it is a warning line on stderr; the command's own result stands."""
+    from amarktai_tui.ops.audit import key_entry, note_offline
+    from amarktai_tui.vault.status import now_ms
+
+    note_offline(manager.data_dir, key_entry(action, provider.id, ts=now_ms(), **details))
+
+
+def _masked(value: str | None) -> str | None:
+    from amarktai_tui.vault.store import masked
+
+    return masked(value) if value else None
 
 
 def _ts(ms: int | None) -> str:

@@ -25,6 +25,7 @@ the paper broker).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -35,6 +36,7 @@ from amarktai_tui.config import Settings
 from amarktai_tui.domain.enums import TradingMode
 from amarktai_tui.ledger.schema import configure, migrate
 from amarktai_tui.locations import db_path, lock_path
+from amarktai_tui.ops.backup import backup_before_switch
 from amarktai_tui.ops.doctor import Check, doctor_ok, run_doctor
 from amarktai_tui.ops.lock import EngineLock, EngineLockedError, is_held
 
@@ -162,6 +164,9 @@ async def switch_mode(
     doctor = json.dumps([c.to_json() for c in checks], sort_keys=True) if checks else ""
     try:
         with EngineLock(lock_path(data_dir)):
+            failed = await asyncio.to_thread(backup_before_switch, settings, data_dir, target)
+            if failed is not None:
+                raise ModeSwitchRefused(failed)
             _record(data_dir, ts, old, target, actor, reason, doctor)
     except EngineLockedError:
         raise ModeSwitchRefused(
@@ -194,5 +199,8 @@ def _record(
             "INSERT INTO mode_switches (ts, from_mode, to_mode, actor, reason, doctor) VALUES (?, ?, ?, ?, ?, ?)",
             (ts, old.value, new.value, actor, reason, doctor),
         )
+        from amarktai_tui.ops.audit import mode_entry, record_in
+
+        record_in(conn, mode_entry(ts, old, new, actor, reason))  # the audit log (no engine runs)
     finally:
         conn.close()

@@ -43,6 +43,13 @@ class Services:
                 log.exception("service %s failed to stop", name)
 
 
+def _closer(unsubscribe: Callable[[], None]) -> Closer:
+    async def close() -> None:
+        unsubscribe()
+
+    return close
+
+
 async def start_services(
     engine: TradingEngine, settings: Settings, data_dir: Path, *, headless: bool
 ) -> Services:
@@ -50,7 +57,29 @@ async def start_services(
     If one fails to start, those already started are stopped and the error is raised."""
     services = Services()
     try:
-        pass  # each service: services.add("name", await start_x(engine, settings, data_dir))
+        from amarktai_tui.ops.audit import start_audit  # first: the others' events are audited
+
+        audit = await start_audit(engine, settings, data_dir)  # audit.subscribe(cb): each entry recorded
+        services.add("audit log", audit.close)
+        if settings.backup.daily:
+            from amarktai_tui.ops.backup import start_daily_backups
+
+            services.add("daily backups", await start_daily_backups(engine, settings, data_dir))
+        from amarktai_tui.ops.looplag import start_monitor  # /health, /metrics and the System pane
+
+        lag = start_monitor()
+        services.add("loop lag", lag.stop)
+        if settings.health.enabled and (headless or settings.health.tui):
+            from amarktai_tui.ops.health import start_health
+
+            services.add("health", (await start_health(engine, settings, data_dir, lag)).close)
+        from amarktai_tui.ops.mailer import start_mail  # the daily report and alert mails ([smtp])
+
+        mail = await start_mail(engine.bus, settings, data_dir)
+        if mail is not None:
+            services.add("mail", mail.close)
+            if mail.alerts is not None:  # [smtp] alerts = true: critical audit entries are mailed
+                services.add("alert feed", _closer(audit.subscribe(mail.alerts.notify)))
     except BaseException:
         await services.close()
         raise

@@ -42,11 +42,13 @@ from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.locations import db_path, lock_path, user_themes_dir
 from amarktai_tui.market.base import FeedState, FeedStatus
 from amarktai_tui.ops.control import serve_control, socket_path, stop_control
+from amarktai_tui.ops.daemon import chat_opener
 from amarktai_tui.ops.lock import EngineLock, EngineLockedError
 from amarktai_tui.ops.mode import ModeSwitchRefused, current_mode, switch_mode
 from amarktai_tui.ops.services import start_services
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.tui import fmt
+from amarktai_tui.tui.audit_pane import AuditPane
 from amarktai_tui.tui.bots_pane import BotsPane
 from amarktai_tui.tui.breakers_pane import BreakersPane, rule_name
 from amarktai_tui.tui.chat_pane import ChatPane
@@ -59,6 +61,7 @@ from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import NewBotScreen
 from amarktai_tui.tui.screens.reset_breaker import ResetBreakerScreen
+from amarktai_tui.tui.system_pane import SystemPane
 from amarktai_tui.tui.themes import BUILTIN_DIR, THEME_VARIABLES, choose_theme, load_themes
 from amarktai_tui.tui.widgets.chat_input import ChatInput
 from amarktai_tui.vault.totp import TotpGate
@@ -69,6 +72,8 @@ TAB_FOCUS = {
     "profits": "#trades-tape RichLog",
     "breakers": "#breakers-table",
     "chat": "#chat-input",
+    "audit": "#audit-table",
+    "system": "#system-log",
 }
 """The widget that gets the focus when a tab is shown."""
 """A frame that took t seconds to draw is followed by at least (5 - 1) * t without drawing."""
@@ -87,6 +92,8 @@ class AmarktaiApp(App[None]):
         Binding("2", "show_tab('profits')", "Profits", id="app.tab_profits", show=False),
         Binding("3", "show_tab('breakers')", "Breakers", id="app.tab_breakers", show=False),
         Binding("4", "show_tab('chat')", "Chat", id="app.tab_chat", show=False),
+        Binding("5", "show_tab('audit')", "Audit", id="app.tab_audit", show=False),
+        Binding("7", "show_tab('system')", "System", id="app.tab_system", show=False),
         Binding("n", "new_bot", "New bot", id="app.new_bot"),
         Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
         Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
@@ -144,6 +151,10 @@ class AmarktaiApp(App[None]):
                 yield BreakersPane(id="breakers-pane")
             with TabPane("4 Chat", id="chat"):
                 yield ChatPane(limit=self.settings.ai.history_messages, id="chat-pane")
+            with TabPane("5 Audit", id="audit"):
+                yield AuditPane(self.bus, id="audit-pane")
+            with TabPane("7 System", id="system"):
+                yield SystemPane(self.data_dir, lambda: self.engine, id="system-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -217,7 +228,9 @@ class AmarktaiApp(App[None]):
             engine, feed = await open_engine(self.settings, self.data_dir, self.replay, self.bus)
             self.account_mode = engine.mode
             self.engine = engine
-            control = await serve_control(engine, socket_path(self.data_dir))  # `amarktai halt` etc.
+            control = await serve_control(  # `amarktai halt`, `amarktai chat` etc.
+                engine, socket_path(self.data_dir), chat=chat_opener(engine, self.settings, self.data_dir)
+            )
             try:
                 services = await start_services(engine, self.settings, self.data_dir, headless=False)
             except BaseException:
@@ -227,6 +240,7 @@ class AmarktaiApp(App[None]):
             self.model.load_history(db_path(self.data_dir))
             # refusals of earlier runs, read before this run writes any (the tape shows them first)
             self.query_one(BreakersPane).load_refusals(str(engine.store.path))
+            self.query_one(AuditPane).attach(engine)  # the audit log's newest entries, then live ones
             run = asyncio.create_task(engine.run(feed), name="engine.run")
             chat = self.query_one(ChatPane)
             try:
@@ -310,6 +324,8 @@ class AmarktaiApp(App[None]):
             self.query_one(ProfitsPane).refresh_view(engine, self.model)
         elif active == "breakers":
             self.query_one(BreakersPane).refresh_view(engine, self.model)
+        elif active == "audit":
+            self.query_one(AuditPane).refresh_view()
         else:
             self.query_one(BotsPane).refresh_view(engine)
         if isinstance(self.screen, BotDetailScreen) and self.screen.composed:

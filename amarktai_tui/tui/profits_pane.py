@@ -1,14 +1,22 @@
-"""Profits pane: big-digit totals, the account equity curve, per-bot sparklines, closed trades."""
+"""Profits pane: big-digit totals, the countdown to the target equity, the account equity curve,
+per-bot sparklines, closed trades."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from decimal import Decimal
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Digits, Label, Sparkline
 
+from amarktai_tui.config import Settings
 from amarktai_tui.engine.engine import TradingEngine
+from amarktai_tui.ledger.profits import DEFAULT_TARGET, read_countdown
+from amarktai_tui.ledger.schema import connect_readonly
+from amarktai_tui.ops.reports import countdown_text
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.model import EngineModel
 from amarktai_tui.tui.periods import PeriodPnl, RealisedByDay
@@ -17,6 +25,8 @@ from amarktai_tui.tui.widgets.line_chart import LineChart
 from amarktai_tui.tui.widgets.tape import Column, Tape
 
 CLOSED_TRADES_SHOWN = 500
+COUNTDOWN_EVERY_S = 30.0
+"""Wall-clock seconds between countdown recomputations (from the ledger, in a worker thread)."""
 TRADE_COLUMNS = (
     Column("Exit (UTC)", 16),
     Column("Bot", 16),
@@ -87,6 +97,8 @@ class ProfitsPane(Vertical):
         self._trades_shown = -1
         self._equity_len = -1
         self._sparks: set[int] = set()
+        self._countdown_due: float | None = None  # monotonic s of the next recomputation; None: never ran
+        self._countdown_busy = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="totals"):
@@ -94,6 +106,7 @@ class ProfitsPane(Vertical):
             yield PnlBox("Today", id="pnl-today")
             yield PnlBox("This week", id="pnl-week")
             yield PnlBox("This month", id="pnl-month")
+        yield Label("Countdown: waiting for the engine", id="countdown")
         with Horizontal(id="profit-charts"):
             with Vertical(id="equity-box"):
                 yield Label("Account equity", id="equity-title", classes="section-title")
@@ -119,10 +132,47 @@ class ProfitsPane(Vertical):
             month = self._by_day.month(now)
             self.query_one("#pnl-month", PnlBox).show(month.current, _caption(month, "last month"))
         self._show_equity(model, ccy)
+        self._update_countdown(engine, now, ccy)
         self._show_sparks(engine, model)
         self._closed_trades.update(engine.fill_log)
         if len(self._closed_trades.trades) != self._trades_shown:
             self._show_trades(engine)
+
+    def _update_countdown(self, engine: TradingEngine, now: int, ccy: str) -> None:
+        """Days to the target equity (``[reports] target_equity``) from the ledger, at engine time.
+
+        The profit service reads the ledger: the first time here (so the pane opens complete),
+        then every ``COUNTDOWN_EVERY_S`` in a worker thread.
+        """
+        clock = time.monotonic()
+        if (
+            not now
+            or self._countdown_busy
+            or (self._countdown_due is not None and clock < self._countdown_due)
+        ):
+            return
+        settings = getattr(self.app, "settings", None)
+        target = settings.reports.target_equity if isinstance(settings, Settings) else DEFAULT_TARGET
+        path = engine.store.path
+        first = self._countdown_due is None
+        self._countdown_due = clock + COUNTDOWN_EVERY_S
+        if first:
+            self._show_countdown(_countdown_line(path, now, target, ccy))
+            return
+        self._countdown_busy = True
+
+        def work() -> None:
+            try:
+                line = _countdown_line(path, now, target, ccy)
+            except Exception as exc:  # the pane keeps working; the next try comes in 30 s
+                line = f"Countdown unavailable: {exc}"
+            self.app.call_from_thread(self._show_countdown, line)
+
+        self.run_worker(work, thread=True, exclusive=True, group="countdown", exit_on_error=False)
+
+    def _show_countdown(self, line: str) -> None:
+        self._countdown_busy = False
+        self.query_one("#countdown", Label).update(line)
 
     def _show_equity(self, model: EngineModel, ccy: str) -> None:
         if len(model.equity) == self._equity_len:
@@ -176,3 +226,17 @@ class ProfitsPane(Vertical):
         """Redraw everything at the next refresh (after a theme change)."""
         self._trades_shown = -1
         self._equity_len = -1
+
+
+def _countdown_line(db: Path, now: int, target: Decimal, ccy: str) -> str:
+    """``Countdown to 1,000,000.00 USDT: ...`` from the ledger at ``db`` (read-only), one line."""
+    try:
+        conn = connect_readonly(str(db))
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        return f"Countdown: no ledger yet ({exc})"
+    try:
+        return f"Countdown to {countdown_text(read_countdown(conn, now, target), ccy)}"
+    except (sqlite3.Error, ValueError) as exc:  # LedgerDataError is a ValueError
+        return f"Countdown unavailable: {exc}"
+    finally:
+        conn.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from amarktai_tui.ops.redact import register_secrets
 from amarktai_tui.vault.backend import describe
 from amarktai_tui.vault.errors import KeyInputError, VaultUnavailable
 from amarktai_tui.vault.providers import Provider
@@ -55,6 +56,7 @@ class SecretStore:
             if not f.optional and not values.get(f.name, "").strip():
                 raise KeyInputError(f"{provider.id}: {f.label} must not be empty")
         secrets = [values.get(n, "") for n in provider.secret_fields]
+        register_secrets(secrets)  # masked in every log line from now on
         for f in provider.fields:
             value = values.get(f.name, "").strip()
             user = username(provider, f.name)
@@ -74,6 +76,7 @@ class SecretStore:
                 out[f.name] = value
             elif not f.optional:
                 return None
+        register_secrets(out.get(n) for n in provider.secret_fields)  # masked in every log line
         return out
 
     def masked(self, provider: Provider) -> str | None:
