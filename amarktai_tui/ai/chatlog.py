@@ -137,3 +137,35 @@ def search(data_dir: Path, text: str, limit: int = 50) -> list[ChatMessage]:
             (text, max(0, limit)),
         ).fetchall()
     return _messages(rows)
+
+
+DAY_MS = 86_400_000
+
+
+def days(data_dir: Path, limit: int = 14) -> list[tuple[int, int]]:
+    """The UTC days that have shown messages, newest first, at most ``limit``: ``(day start ms UTC,
+    number of shown messages)``."""
+    conn = _reader(data_dir)
+    if conn is None:
+        return []
+    with closing(conn):
+        rows = conn.execute(
+            f"SELECT (ts / {DAY_MS}) * {DAY_MS} AS day, COUNT(*) FROM chat_messages"
+            f" WHERE {_SHOWN} GROUP BY day ORDER BY day DESC LIMIT ?",
+            (max(0, limit),),
+        ).fetchall()
+    return [(int(d), int(n)) for d, n in rows]
+
+
+def on_day(data_dir: Path, day_ms: int, limit: int = 200) -> list[ChatMessage]:
+    """The shown messages of the UTC day starting at ``day_ms``, oldest first (the first ``limit``)."""
+    conn = _reader(data_dir)
+    if conn is None:
+        return []
+    with closing(conn):
+        rows = conn.execute(
+            "SELECT ts, conversation, role, content, model FROM chat_messages"
+            f" WHERE ts >= ? AND ts < ? AND {_SHOWN} ORDER BY id LIMIT ?",
+            (day_ms, day_ms + DAY_MS, max(0, limit)),
+        ).fetchall()
+    return _messages(rows)

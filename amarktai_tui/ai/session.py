@@ -40,6 +40,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,29 @@ MAX_TOOL_ROUNDS = 5  # model calls with tools per turn; then one streamed call w
 MAX_CALLS_PER_ROUND = 8  # tool calls run per model reply; further ones get an error result
 HISTORY_MESSAGES = 20  # earlier user/assistant texts of the conversation sent with each turn
 _VERB = {"executed": "Done", "cancelled": "Cancelled", "failed": "Failed", "expired": "Expired"}
-_CLEAR_HELP = "\n  /clear                  start a new conversation (the history is kept)"
+_CLEAR_HELP = (
+    "\n  /clear                  start a new conversation (the history is kept)"
+    "\n  /history [YYYY-MM-DD]   the days with messages, or one day's messages (UTC)"
+    "\n  /search TEXT            messages of every conversation containing TEXT"
+)
+_WHO = {"user": "you", "assistant": "AI", "system": "console"}
+_LOOKUPS = ("/history", "/search")
 
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+def iso_day(ms: int) -> str:
+    """``YYYY-MM-DD`` of ``ms`` (ms UTC)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def _line(m: ChatMessage, *, day: bool = False) -> str:
+    """One stored message on one line: time (UTC), who, the text shortened."""
+    when = datetime.fromtimestamp(m.ts / 1000, UTC).strftime("%Y-%m-%d %H:%M" if day else "%H:%M")
+    text = " ".join(m.content.split())
+    return f"  {when} {_WHO.get(m.role, m.role)}: {text[:157] + '...' if len(text) > 160 else text}"
 
 
 def _budget_line(st: BudgetStatus) -> str:
@@ -225,6 +244,10 @@ class ChatSession:
                 "New conversation: the earlier messages stay in the history (search finds them)."
             )
             return
+        if word in ("history", "search"):  # reads of the stored history: answered, not stored
+            rest = line[1:].split(maxsplit=1)[1].strip() if len(line[1:].split(maxsplit=1)) > 1 else ""
+            yield CommandOutput(await self._lookup(word, rest))
+            return
         reply = await self.commands.handle(line)
         if reply.proposal is not None:
             yield await self._proposed(reply.proposal)
@@ -232,6 +255,41 @@ class ChatSession:
         text = reply.text + (_CLEAR_HELP if word == "help" else "")
         await self._store(self._row("assistant", text))
         yield CommandOutput(text)
+
+    async def _lookup(self, word: str, arg: str) -> str:
+        """``/history``, ``/history YYYY-MM-DD`` and ``/search TEXT`` over the stored chat (one answer)."""
+        try:
+            if word == "search":
+                if not arg:
+                    return "Usage: /search TEXT (finds messages of every conversation containing TEXT)."
+                found = await asyncio.to_thread(chatlog.search, self.data_dir, arg, 51)
+                found = [m for m in found if not (m.role == "user" and m.content.startswith(_LOOKUPS))]
+                if not found:
+                    return f"No message contains {clean(arg, 60)!r}."
+                head = f"Messages containing {clean(arg, 60)!r}, newest first"
+                more = " (the 50 newest)" if len(found) > 50 else ""
+                return "\n".join([f"{head}{more}:", *(_line(m, day=True) for m in found[:50])])
+            if not arg:
+                listed = await asyncio.to_thread(chatlog.days, self.data_dir, 14)
+                if not listed:
+                    return "No chat history yet."
+                rows = [f"  {iso_day(d)}  {n} message{'s' if n != 1 else ''}" for d, n in listed]
+                return "\n".join(
+                    ["Chat history by day (UTC), newest first:", *rows, "/history YYYY-MM-DD shows a day."]
+                )
+            try:
+                day = datetime.strptime(arg, "%Y-%m-%d").replace(tzinfo=UTC)
+            except ValueError:
+                return f"Not a date: {clean(arg, 40)!r}. Use /history YYYY-MM-DD, e.g. /history {iso_day(self._clock())}."
+            day_ms = int(day.timestamp() * 1000)
+            msgs = await asyncio.to_thread(chatlog.on_day, self.data_dir, day_ms, 201)
+            if not msgs:
+                return f"No messages on {arg} (UTC)."
+            more = " (the first 200)" if len(msgs) > 200 else ""
+            return "\n".join([f"{arg} (UTC){more}:", *(_line(m) for m in msgs[:200])])
+        except sqlite3.Error as exc:
+            log.error("chat history read failed: %s", exc)
+            return f"The chat history could not be read: {clean(str(exc), 120)}"
 
     async def _ai_turn(self, router: Router, user: str, past: list[ChatMessage]) -> AsyncIterator[ChatEvent]:
         messages = prompt(self.engine, self.pending(), user, past)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ai_helpers import BTC_1H, FLEET, Console, audit, both, candles, console, rows, spec
+from ai_helpers import BTC_1H, FLEET, START_MS, Console, audit, both, candles, console, rows, spec
 from loopback.openai_api import Compute, OpenAILoopback, Reply
 
 from amarktai_tui.ai.budget import TokenBudget
@@ -32,6 +32,7 @@ from amarktai_tui.ai.session import (
     Failed,
     ProposalMade,
     choose_mode,
+    iso_day,
 )
 from amarktai_tui.ai.session import (
     Reply as ChatReply,
@@ -449,6 +450,46 @@ async def test_clear_starts_a_new_conversation_and_keeps_the_history(
     assert {m.conversation for m in tomorrow.history()} == {3}
     await again.close()
     await tomorrow.close()
+
+
+async def test_history_by_day_and_search_are_commands_that_read_the_stored_chat(tmp_path: Path) -> None:
+    """``/history`` lists the UTC days, ``/history DATE`` shows one, ``/search`` finds across days and
+    conversations; these answers are not stored (searching does not find the searches)."""
+    c = await console(tmp_path, FLEET)
+    s = ChatSession(c.engine, settings_for(None), tmp_path, router=None, clock=c.clock)
+    try:
+        await turn(s, "/pause eth-fast")  # START_MS is 2027-01-15 08:00 UTC
+        await turn(s, "/cancel all")
+        c.clock.advance(86_400)
+        await s.clear()
+        await turn(s, "/bots")
+        day1, day2 = iso_day(START_MS), iso_day(START_MS + 86_400_000)
+        (out,) = await turn(s, "/history")
+        assert isinstance(out, CommandOutput)
+        lines = out.text.splitlines()
+        assert lines[0] == "Chat history by day (UTC), newest first:"
+        n2 = rows(tmp_path, "SELECT COUNT(*) AS n FROM chat_messages WHERE ts >= ?", (START_MS + 86_400_000,))
+        assert lines[1] == f"  {day2}  {n2[0]['n']} messages"  # the /history line itself is stored
+        assert lines[2].startswith(f"  {day1}  ")
+        (out,) = await turn(s, f"/history {day1}")
+        assert isinstance(out, CommandOutput)
+        assert out.text.splitlines()[0] == f"{day1} (UTC):"
+        assert "  08:00 you: /pause eth-fast" in out.text and "console: Proposal p-" in out.text
+        assert "/bots" not in out.text  # the next day's
+        (out,) = await turn(s, "/search ETH-FAST")
+        assert isinstance(out, CommandOutput)
+        found = out.text.splitlines()
+        assert found[0] == "Messages containing 'ETH-FAST', newest first:"
+        assert found[-1] == f"  {day1} 08:00 you: /pause eth-fast"
+        assert not any("/search" in line for line in found[1:])
+        (bad,) = await turn(s, "/history yesterday")
+        assert isinstance(bad, CommandOutput) and bad.text.startswith("Not a date: 'yesterday'.")
+        (none,) = await turn(s, "/search no such words")
+        assert isinstance(none, CommandOutput) and none.text == "No message contains 'no such words'."
+        stored = rows(tmp_path, "SELECT content FROM chat_messages WHERE role = 'assistant'")
+        assert not any(r["content"].startswith(("Chat history", "Messages containing")) for r in stored)
+    finally:
+        await close(c, s)
 
 
 async def test_tool_rows_are_kept_but_not_shown_or_searched(server: OpenAILoopback, tmp_path: Path) -> None:
