@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -133,7 +134,38 @@ def build_parser() -> argparse.ArgumentParser:
     bal.add_argument("--exchange", action="extend", nargs="+", metavar="ID", help="only these exchanges")
     _audit_parser(sub)
     _backup_parsers(sub)
+    _backtest_parser(sub)
     return p
+
+
+def _backtest_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    bt = sub.add_parser(
+        "backtest", help="run a strategy over candle files at full speed (a fresh ledger, not yours)"
+    )
+    _common(bt, top=False)
+    bt.add_argument(
+        "--strategy", required=True, metavar="NAME", help="sma_cross, rsi_reversion, donchian_breakout"
+    )
+    bt.add_argument("--params", metavar="JSON", help='strategy parameters, e.g. \'{"fast": 10, "slow": 30}\'')
+    bt.add_argument("--data", required=True, metavar="FILE[,FILE]", help="candle files, one bot per file")
+    bt.add_argument("--pair", dest="bt_pair", metavar="P", help="pair of the file(s) when the name lacks it")
+    bt.add_argument(
+        "--timeframe", dest="bt_timeframe", metavar="T", help="timeframe of the file(s) if the name lacks it"
+    )
+    bt.add_argument("--capital", type=_capital, metavar="Q", help="capital per bot in quote (default 1000)")
+    bt.add_argument("--keep", type=Path, metavar="DIR", help="keep the ledger in DIR (one without a ledger)")
+    bt.add_argument("--json", action="store_true", help="machine-readable output")
+    bt.add_argument("--html", metavar="FILE", help="also write an HTML report with an equity chart to FILE")
+
+
+def _capital(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"expected an amount > 0, got {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected an amount > 0, got {text!r}")
+    return value
 
 
 def _backup_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -291,6 +323,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             from amarktai_tui.ops.audit_commands import run_audit
 
             return run_audit(args, settings, data_dir)
+        if args.command == "backtest":
+            from amarktai_tui.ops.backtest_commands import run_backtest_command
+
+            return run_backtest_command(args, settings, data_dir)
         if args.command == "balances":
             from amarktai_tui.ops.balance_commands import run_balances
 
