@@ -55,6 +55,7 @@ from amarktai_tui.tui.chat_pane import ChatPane
 from amarktai_tui.tui.header import AppHeader
 from amarktai_tui.tui.model import EngineModel
 from amarktai_tui.tui.palette import BotCommands
+from amarktai_tui.tui.platforms_pane import PlatformsPane
 from amarktai_tui.tui.profits_pane import ProfitsPane
 from amarktai_tui.tui.screens.allocation import AllocationScreen
 from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
@@ -73,6 +74,7 @@ TAB_FOCUS = {
     "breakers": "#breakers-table",
     "chat": "#chat-input",
     "audit": "#audit-table",
+    "platforms": "#platforms-table",
     "system": "#system-log",
 }
 """The widget that gets the focus when a tab is shown."""
@@ -93,6 +95,7 @@ class AmarktaiApp(App[None]):
         Binding("3", "show_tab('breakers')", "Breakers", id="app.tab_breakers", show=False),
         Binding("4", "show_tab('chat')", "Chat", id="app.tab_chat", show=False),
         Binding("5", "show_tab('audit')", "Audit", id="app.tab_audit", show=False),
+        Binding("6", "show_tab('platforms')", "Platforms", id="app.tab_platforms", show=False),
         Binding("7", "show_tab('system')", "System", id="app.tab_system", show=False),
         Binding("n", "new_bot", "New bot", id="app.new_bot"),
         Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
@@ -153,6 +156,8 @@ class AmarktaiApp(App[None]):
                 yield ChatPane(limit=self.settings.ai.history_messages, id="chat-pane")
             with TabPane("5 Audit", id="audit"):
                 yield AuditPane(self.bus, id="audit-pane")
+            with TabPane("6 Platforms", id="platforms"):
+                yield PlatformsPane(lambda: self.engine, id="platforms-pane")
             with TabPane("7 System", id="system"):
                 yield SystemPane(self.data_dir, lambda: self.engine, id="system-pane")
         yield Footer()
@@ -198,6 +203,7 @@ class AmarktaiApp(App[None]):
         self.query_one(BotsPane).invalidate()
         self.query_one(ProfitsPane).invalidate()
         self.query_one(BreakersPane).invalidate()
+        self.query_one(PlatformsPane).invalidate()
         self.redraw(force=True)
 
     def _start_engine(self) -> None:
@@ -326,6 +332,8 @@ class AmarktaiApp(App[None]):
             self.query_one(BreakersPane).refresh_view(engine, self.model)
         elif active == "audit":
             self.query_one(AuditPane).refresh_view()
+        elif active == "platforms":
+            self.query_one(PlatformsPane).refresh_view()
         else:
             self.query_one(BotsPane).refresh_view(engine)
         if isinstance(self.screen, BotDetailScreen) and self.screen.composed:
@@ -693,6 +701,8 @@ def _all_bindings() -> list[Binding]:
         AmarktaiApp,
         BotsPane,
         BreakersPane,
+        PlatformsPane,
+        ProfitsPane,
         ChatPane,
         ChatInput,
         ConfirmActionScreen,
