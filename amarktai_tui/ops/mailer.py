@@ -16,8 +16,8 @@ critical audit entries, in the daemon and the TUI.
   out per ``alert_min_interval_s``; entries arriving in between wait for the next mail, none is
   dropped (beyond ``MAX_PENDING`` the oldest are, and the next mail says how many). A failed
   send keeps the batch for the next try (at least ``FAILURE_BACKOFF_S`` later); ``close``
-  makes one last try. Hook: the audit recorder calls ``notify`` for its entries (non-critical
-  ones are ignored here).
+  lets a mail on its way finish (never cancelled into a second copy), then makes one last try.
+  Hook: the audit recorder calls ``notify`` for its entries (non-critical ones are ignored here).
 
 Every failure is logged with secrets scrubbed; none stops the engine.
 """
@@ -377,6 +377,8 @@ class AlertMailer:
         self._dropped = 0
         self._not_before = float("-inf")  # monotonic s: no mail before this (rate limit, backoff)
         self._task: asyncio.Task[None] | None = None
+        self._sending = False  # a mail is on its way: close lets it finish
+        self._closing = False
         self.mails = 0
         """Alert mails sent so far."""
 
@@ -393,11 +395,13 @@ class AlertMailer:
             self._pending.pop(0)
             self._dropped += 1
         self._pending.append(entry)
+        if self._closing:  # closed: ``close`` sends what is left, no new task
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="alert mail")
 
     async def _drain(self) -> None:
-        while self._pending:
+        while self._pending and not self._closing:
             now = self._clock()
             due = max(now + self.batch_s, self._not_before)
             if due > now:
@@ -407,6 +411,7 @@ class AlertMailer:
     async def _send_pending(self) -> bool:
         batch, self._pending = self._pending, []
         dropped, self._dropped = self._dropped, 0
+        self._sending = True
         try:
             subject, text, html_body = alert_mail(batch, dropped)
             recipients = await self.mailer.send(subject, text, html_body)
@@ -422,6 +427,8 @@ class AlertMailer:
                 "alert mail (%d entries) failed, kept for the next try: %s", len(batch), _one_line(exc)
             )
             return False
+        finally:
+            self._sending = False
         self._not_before = self._clock() + self.min_interval_s
         self.mails += 1
         log.info("alert mail sent to %s: %s", ", ".join(recipients), subject)
@@ -430,12 +437,20 @@ class AlertMailer:
         return True
 
     async def close(self) -> None:
-        """Stop the batching task; entries still waiting get one last mail (bounded by a timeout)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the batching task; entries still waiting get one last mail (bounded by a timeout). A
+        mail on its way is let finish first (within ``CLOSE_TIMEOUT_S``): cancelled once the server
+        has taken it (while the client waits for the answer to DATA or QUIT), its entries would be
+        kept and mailed a second time."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                if self._sending:
+                    await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._pending:
             try:
                 await asyncio.wait_for(self._send_pending(), CLOSE_TIMEOUT_S)
