@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, Input, Static
-from tui_helpers import SIZE, commands_done, replay_done, spy_notify, workers_done
+from textual.widgets import DataTable, Digits, Input, Label, Static
+from tui_helpers import SIZE, commands_done, profits_read, replay_done, spy_notify, workers_done
 
 from amarktai_tui.domain.enums import BotState, Side
 from amarktai_tui.engine.engine import TradingEngine
@@ -18,12 +21,15 @@ from amarktai_tui.engine.events import BotCreated, BotStateChanged, Event, Event
 from amarktai_tui.engine.runner import BotRunner
 from amarktai_tui.engine.setup import ReplayArgs
 from amarktai_tui.ledger.pnl import trades_from_fills
+from amarktai_tui.ledger.profits import ProfitService
+from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.locations import lock_path
 from amarktai_tui.ops.lock import EngineLock
 from amarktai_tui.tui import fmt
-from amarktai_tui.tui.app import AmarktaiApp
+from amarktai_tui.tui.app import AmarktaiApp, _all_bindings
 from amarktai_tui.tui.header import AppHeader
 from amarktai_tui.tui.palette import BotCommands
+from amarktai_tui.tui.profits_pane import ProfitsPane, ProfitStats
 from amarktai_tui.tui.screens.bot_detail import BotDetailScreen, fill_markers
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import NewBotScreen
@@ -85,24 +91,123 @@ async def test_replay_fills_the_bots_table_and_header(make_app: MakeApp) -> None
         assert app.query_one("#fills-tape", Tape).rows == min(len(engine.fill_log), 200)
 
 
-async def test_profits_pane_totals_and_closed_trades(make_app: MakeApp) -> None:
+def box(app: AmarktaiApp, box_id: str) -> tuple[str, str]:
+    """A big-digit box's figure and caption as shown."""
+    pane = app.query_one(ProfitsPane)
+    digits = pane.query_one(f"#{box_id} Digits", Digits)
+    return str(digits.value), str(pane.query_one(f"#{box_id} .pnl-caption", Label).content)
+
+
+def realised_between(rows: list[Any], start: int, end: int) -> Decimal:
+    return sum((Decimal(r["realised_pnl"]) for r in rows if start <= r["ts"] < end), Decimal(0))
+
+
+async def test_profits_pane_shows_the_profit_service_figures(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await replay_done(app, pilot)
+        engine = app.engine
+        assert engine is not None
+        pane = app.query_one(ProfitsPane)
+        # read once at the feed's end although the tab is hidden, so it opens complete
+        await profits_read(app, pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        assert pane.in_sync.is_set()  # showing the tab needed no new read
+        now = engine.now_ms
+        conn = connect_readonly(str(engine.store.path))
+        conn.row_factory = sqlite3.Row
+        try:
+            expected = ProfitService.read(conn).figures(now)
+            rows = conn.execute("SELECT ts, realised_pnl, fee, fee_currency FROM fills").fetchall()
+        finally:
+            conn.close()
+        assert pane.ledger is not None and pane.ledger.as_of_ms == now
+        assert pane.ledger.fills == len(rows) == len(engine.fill_log) > 0  # the engine's batch is in
+
+        # the figures are the profit service's
+        f = expected
+        money = partial(fmt.money, signed=True)
+        shown = app.query_one(ProfitStats).values
+        assert box(app, "pnl-total") == (money(f.total), "realised + unrealised")
+        assert (shown["Realised"], shown["Unrealised"]) == (money(f.realised), money(f.unrealised))
+        assert box(app, "pnl-today") == (money(f.today), f"realised; yesterday {money(f.yesterday)}")
+        assert box(app, "pnl-week") == (money(f.this_week), f"realised; last week {money(f.last_week)}")
+        assert box(app, "pnl-month") == (money(f.this_month), f"realised; last month {money(f.last_month)}")
+        s = f.stats
+        assert shown["Sharpe"] == f"{s.sharpe:.2f}" and shown["Sortino"] == f"{s.sortino:.2f}"
+        assert shown["Calmar"] == f"{s.calmar:.2f}" and shown["Max drawdown"] == fmt.pct(s.max_drawdown)
+        assert shown["Equity"] == fmt.money(f.equity) and shown["Capital"] == fmt.money(f.capital)
+        assert f.unrealised != 0  # btc-rsi holds a position at the end of the data
+
+        # ... and they agree with an independent computation from the raw ledger rows
+        day = datetime.fromtimestamp(now / 1000, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        monday = day - timedelta(days=day.weekday())
+        first = day.replace(day=1)
+        prev_first = (first - timedelta(days=1)).replace(day=1)
+        d, w, m, pm = (int(x.timestamp() * 1000) for x in (day, monday, first, prev_first))
+        week = 7 * 86_400_000
+        assert box(app, "pnl-month")[0] == money(realised_between(rows, m, now + 1)) != "0.00"
+        assert box(app, "pnl-month")[1].endswith(money(realised_between(rows, pm, m)))
+        assert box(app, "pnl-week") == (
+            money(realised_between(rows, w, now + 1)),
+            f"realised; last week {money(realised_between(rows, w - week, w))}",
+        )
+        assert box(app, "pnl-today") == (
+            money(realised_between(rows, d, now + 1)),
+            f"realised; yesterday {money(realised_between(rows, d - 86_400_000, d))}",
+        )
+        realised = realised_between(rows, 0, now + 1)
+        assert shown["Realised"] == money(realised)
+        assert box(app, "pnl-total")[0] == money(realised + f.unrealised)
+        assert {r["fee_currency"] for r in rows} == {engine.quote_currency}
+        assert shown["Fees"] == fmt.money(sum((Decimal(r["fee"]) for r in rows), Decimal(0)))
+        # the trade stats against the round trips of the engine's own fill log
+        trades = trades_from_fills(engine.fill_log)
+        wins = [t.pnl for t in trades if t.pnl > 0]
+        losses = [t.pnl for t in trades if t.pnl < 0]
+        assert shown["Trades"] == str(len(trades)) and shown["Win rate"] == fmt.pct(len(wins) / len(trades))
+        assert shown["Profit factor"] == f"{float(sum(wins) / -sum(losses)):.2f}"
+        assert shown["Expectancy"] == money(sum(t.pnl for t in trades) / len(trades))
+        assert shown["Avg win"] == money(sum(wins) / len(wins))
+        assert shown["Avg loss"] == money(sum(losses) / len(losses))
+        assert str(pane.query_one("#countdown", Label).content).startswith("Countdown to 1,000,000.00 USDT: ")
+
+        # the live parts follow the engine's memory
+        assert app.query_one("#trades-tape", Tape).rows == len(trades) > 0
+        chart = app.query_one("#equity-chart", LineChart)
+        assert len(chart.values) == len(app.model.equity) > 1000
+
+
+async def test_profits_pane_paper_and_live_figures(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await replay_done(app, pilot)
         await pilot.press("2")
-        await pilot.pause()
+        await profits_read(app, pilot)  # the engine's last batch is in the ledger
         engine = app.engine
         assert engine is not None
-        trades = trades_from_fills(engine.fill_log)
-        assert app.query_one("#trades-tape", Tape).rows == len(trades) > 0
-        total = engine.account_equity() - sum(r.funding for r in engine.runners.values())
-        digits = app.query_one("#pnl-total Digits")
-        assert str(digits.value) == fmt.money(total, signed=True)  # type: ignore[attr-defined]
-        # this month: realised PnL of the July 2021 fills (engine time ends 2021-07-17)
-        july = sum((f.realised_pnl for f in engine.fill_log if f.ts >= 1625097600000), Decimal(0))
-        assert str(app.query_one("#pnl-month Digits").value) == fmt.money(july, signed=True)  # type: ignore[attr-defined]
-        chart = app.query_one("#equity-chart", LineChart)
-        assert len(chart.values) == len(app.model.equity) > 1000
+        pane = app.query_one(ProfitsPane)
+        conn = connect_readonly(str(engine.store.path))
+        try:
+            service = ProfitService.read(conn)
+        finally:
+            conn.close()
+        assert "profits.venue" in {b.id for b in _all_bindings()}  # [ui] keymap can remap v
+        for venue in ("paper", "live", "all"):
+            await pilot.press("v")
+            assert pane.venue == venue
+            await profits_read(app, pilot)
+            f = service.figures(engine.now_ms, venue)
+            assert pane.ledger is not None and pane.ledger.venue == venue
+            assert box(app, "pnl-total")[0] == fmt.money(f.total, signed=True)
+            shown = app.query_one(ProfitStats).values
+            assert shown["Trades"] == str(f.stats.trades) and shown["Win rate"] == fmt.pct(f.stats.win_rate)
+            assert str(pane.query_one("#profit-source", Label).content).startswith(f"{venue.title()} fills ")
+            if venue == "live":  # a paper replay made no live fill
+                assert (f.total, f.stats.trades, shown["Win rate"], shown["Sharpe"]) == (0, 0, "-", "-")
+            else:
+                assert f.stats.trades > 0
 
 
 async def test_pause_and_resume_a_bot_with_keys(make_app: MakeApp) -> None:

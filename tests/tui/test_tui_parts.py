@@ -1,4 +1,4 @@
-"""The TUI's pure parts: braille plotting, period sums, incremental trades, formatting, theme files."""
+"""The TUI's pure parts: braille plotting, incremental trades, formatting, theme files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from amarktai_tui.ledger.pnl import trades_from_fills
 from amarktai_tui.market.base import FeedState, FeedStatus
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.header import source_text
-from amarktai_tui.tui.periods import RealisedByDay
+from amarktai_tui.tui.profits_pane import Wanted, read_figures
 from amarktai_tui.tui.screens.bot_detail import fill_markers
 from amarktai_tui.tui.themes import (
     BUILTIN_DIR,
@@ -80,7 +80,7 @@ def test_cell_of_corners() -> None:
     assert cell_of(9, 1.0, 10, 20, 5, 0.0, 1.0) == (19, 0)
 
 
-# -- periods and trades -------------------------------------------------------------
+# -- closed trades -------------------------------------------------------------------
 def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
@@ -101,23 +101,6 @@ def fill(ts: int, side: Side, qty: str, price: str, pnl: str = "0", bot: int = 1
         liquidity="taker",
         realised_pnl=Decimal(pnl),
     )
-
-
-def test_realised_by_calendar_period_of_engine_time() -> None:
-    fills = [
-        fill(ms("2021-06-30T23:00"), Side.SELL, "1", "1", "5"),  # previous month
-        fill(ms("2021-07-04T12:00"), Side.SELL, "1", "1", "7"),  # Sunday: last ISO week (so is 30 Jun)
-        fill(ms("2021-07-05T00:00"), Side.SELL, "1", "1", "-2"),  # Monday 00:00: this week
-        fill(ms("2021-07-06T10:00"), Side.BUY, "1", "1", "0"),
-        fill(ms("2021-07-06T23:59"), Side.SELL, "1", "1", "3"),  # yesterday
-        fill(ms("2021-07-07T01:00"), Side.SELL, "1", "1", "11"),  # today
-    ]
-    by_day = RealisedByDay()
-    assert by_day.update(fills[:3]) and by_day.update(fills) and not by_day.update(fills)
-    now = ms("2021-07-07T09:00")
-    assert by_day.day(now).current == 11 and by_day.day(now).previous == 3
-    assert by_day.week(now).current == 12 and by_day.week(now).previous == 5 + 7  # Mon 28 Jun - Sun 4 Jul
-    assert by_day.month(now).current == 19 and by_day.month(now).previous == 5
 
 
 def test_closed_trades_incremental_equals_batch() -> None:
@@ -224,3 +207,12 @@ def test_choose_theme_falls_back() -> None:
     name, message = choose_theme("nope", {"amarktai-dark", "textual-dark"})
     assert name == "amarktai-dark" and message == "theme 'nope' not found; using amarktai-dark"
     assert choose_theme("nope", {"textual-dark"})[0] == "textual-dark"
+
+
+# -- the Profits pane's ledger read ---------------------------------------------------
+def test_profit_figures_of_a_missing_ledger_say_so_and_never_cover_the_engine(tmp_path: Path) -> None:
+    read = read_figures(tmp_path / "none.sqlite3", ms("2021-07-07T09:00"), "all", Decimal(1000), "USDT")
+    assert read.figures is None and read.error is not None and "no ledger" in read.error
+    assert read.countdown == "Countdown: no ledger yet"
+    assert not read.covers(Wanted(0, None, ms("2021-07-07T09:00"), ended=True, venue="all"))
+    assert not (tmp_path / "none.sqlite3").exists()  # a read never creates a ledger

@@ -23,6 +23,15 @@ async def replay_done(app: AmarktaiApp, pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
+async def profits_read(app: AmarktaiApp, pilot: Pilot[None]) -> None:
+    """Wait until the Profits pane shows the ledger's figures for everything the engine has made
+    (it reads the ledger in a thread: at the feed's end, when shown, then every few seconds)."""
+    from amarktai_tui.tui.profits_pane import ProfitsPane
+
+    await asyncio.wait_for(app.query_one(ProfitsPane).in_sync.wait(), REPLAY_TIMEOUT_S)
+    await pilot.pause()
+
+
 async def commands_done(app: AmarktaiApp, pilot: Pilot[None]) -> None:
     """Wait for the engine commands started by key presses (pause, resume, stop...) to finish."""
     await workers_done(app, "commands")
