@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
-from tui_helpers import SIZE, replay_done
+from tui_helpers import SIZE, profits_read, replay_done
 
 from amarktai_tui.tui.app import AmarktaiApp
 
@@ -33,7 +33,13 @@ def test_main_screen_bots(snap_compare: Any, make_app: MakeApp) -> None:
 
 def test_main_screen_profits(snap_compare: Any, make_app: MakeApp) -> None:
     app = make_app()
-    assert snap_compare(app, terminal_size=SIZE, run_before=after_replay(app, "2"))
+    show = after_replay(app, "2")
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await show(pilot)
+        await profits_read(app, pilot)  # the figures are read from the ledger in a thread
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_new_bot_form(snap_compare: Any, make_app: MakeApp) -> None:
