@@ -47,13 +47,15 @@ from amarktai_tui.ledger.profits import Figures, Point, ProfitService, equity_se
 __all__ = ["account_report", "period_starts", "status_report"]
 
 
-def _json(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
+    """``value`` with every Decimal as its exact string (``canonical``), through dicts, lists and
+    tuples (tuples become lists): what ``json.dumps`` takes."""
     if isinstance(value, Decimal):
         return str(canonical(value))
     if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
@@ -122,7 +124,7 @@ def account_report(
             entry.update(_stats(f, equity_series(f.opening, f.snaps, cur), f.flows, now_ms))
             bots.append(entry)
         out["bots"] = bots
-        return dict(_json(out))
+        return dict(json_ready(out))
 
 
 def status_report(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
@@ -170,4 +172,4 @@ def status_report(conn: sqlite3.Connection, now_ms: int) -> dict[str, Any]:
                 for b, f in loaded
             ],
         }
-        return dict(_json(out))
+        return dict(json_ready(out))

@@ -62,6 +62,7 @@ from amarktai_tui.config import Settings
 from amarktai_tui.ledger.export import iso_ms
 from amarktai_tui.ledger.pnl import canonical
 from amarktai_tui.ledger.reader import TripRow
+from amarktai_tui.ledger.report import json_ready
 from amarktai_tui.locations import db_path, logs_dir
 from amarktai_tui.market.errors import CandleFileError
 from amarktai_tui.ops.backtest import (
@@ -193,16 +194,6 @@ def _move_ledger(run_dir: Path, keep: Path) -> None:
 # -- JSON ------------------------------------------------------------------------------------
 
 
-def _j(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(canonical(value))
-    if isinstance(value, dict):
-        return {k: _j(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_j(v) for v in value]
-    return value
-
-
 def _return(r: BacktestResult) -> float | None:
     cap = r.figures.capital
     return float(r.figures.total / cap) if cap else None
@@ -216,7 +207,7 @@ def to_json(r: BacktestResult, kept: Path | None = None) -> dict[str, Any]:
         "params": r.params,
         "exchange": r.exchange,
         "quote": r.quote,
-        "capital_per_bot": _j(r.capital_per_bot),
+        "capital_per_bot": json_ready(r.capital_per_bot),
         "data": [asdict(s) for s in r.streams],
         "start_ms": r.start_ms,
         "end_ms": r.end_ms,
@@ -227,7 +218,7 @@ def to_json(r: BacktestResult, kept: Path | None = None) -> dict[str, Any]:
         "elapsed_s": r.elapsed_s,
         "bot_candles_per_s": r.bot_candles_per_s,
         "kept": None if kept is None else str(kept),
-        "figures": _j(
+        "figures": json_ready(
             {
                 "capital": f.capital,
                 "equity": f.equity,
@@ -238,9 +229,9 @@ def to_json(r: BacktestResult, kept: Path | None = None) -> dict[str, Any]:
             }
         )
         | {"return": _return(r)},
-        "stats": _j(asdict(f.stats)),
+        "stats": json_ready(asdict(f.stats)),
         "bots": [
-            _j(
+            json_ready(
                 {
                     "name": b.name,
                     "pair": b.pair,
@@ -258,7 +249,7 @@ def to_json(r: BacktestResult, kept: Path | None = None) -> dict[str, Any]:
             for b in r.bots
         ],
         "trades": [
-            _j(
+            json_ready(
                 {
                     "bot": t.bot,
                     "pair": t.pair,
@@ -278,7 +269,7 @@ def to_json(r: BacktestResult, kept: Path | None = None) -> dict[str, Any]:
             for t in r.trades
         ],
         "open_positions": [
-            _j(asdict(p)) | {"entry_time": iso_ms(p.entry_ts) if p.entry_ts else None}
+            json_ready(asdict(p)) | {"entry_time": iso_ms(p.entry_ts) if p.entry_ts else None}
             for p in r.open_positions
         ],
         "breaker_trips": [
@@ -286,7 +277,7 @@ def to_json(r: BacktestResult, kept: Path | None = None) -> dict[str, Any]:
             | {"message": t.message}
             for t in r.trips
         ],
-        "equity_curve": [[ts, _j(v)] for ts, v in r.equity],
+        "equity_curve": [[ts, json_ready(v)] for ts, v in r.equity],
     }
 
 

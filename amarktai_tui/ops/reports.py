@@ -44,7 +44,7 @@ from amarktai_tui.ledger.profits import (
     period_bounds,
 )
 from amarktai_tui.ledger.reader import TripRow
-from amarktai_tui.ledger.report import account_report
+from amarktai_tui.ledger.report import account_report, json_ready
 
 TOP_N = 5
 CHART_DAYS: dict[Period, int] = {"daily": 30, "weekly": 91, "monthly": 365}
@@ -182,25 +182,15 @@ def build_report(
 # -- JSON --------------------------------------------------------------------------------
 
 
-def _j(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(canonical(value))
-    if isinstance(value, dict):
-        return {k: _j(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_j(v) for v in value]
-    return value
-
-
 def _figures_json(f: ProfitFigures) -> dict[str, Any]:
     out = {k: v for k, v in asdict(f).items() if k not in ("stats", "venue")}
     out.update(asdict(f.stats))
-    return dict(_j(out))
+    return dict(json_ready(out))
 
 
 def countdown_json(c: Countdown) -> dict[str, Any]:
     """The countdown as JSON: Decimals as strings, days as floats (or null), ETAs ms and ISO."""
-    out = dict(_j(asdict(c)))
+    out = dict(json_ready(asdict(c)))
     for name, eta in (("eta_linear", c.eta_linear_ms), ("eta_compound", c.eta_compound_ms)):
         out[f"{name}_ms"] = eta
         out[name] = None if eta is None else iso_ms(eta)
@@ -226,7 +216,7 @@ def to_json(rep: Report) -> dict[str, Any]:
             "period_end_ms": rep.end_ms,
             "period_start": iso_ms(rep.start_ms),
             "period_end": iso_ms(rep.end_ms),
-            "profit": _j(
+            "profit": json_ready(
                 {
                     "total": f.total,
                     "today": f.today,
@@ -238,7 +228,7 @@ def to_json(rep: Report) -> dict[str, Any]:
                     "trades_today": f.trades_today,
                 }
             ),
-            "period_stats": _j(
+            "period_stats": json_ready(
                 {
                     "profit": rep.period_pnl,
                     "fees": rep.period_fees,
@@ -248,10 +238,10 @@ def to_json(rep: Report) -> dict[str, Any]:
                 }
             ),
             "bot_counts": {"total": rep.bots_total, "active": rep.bots_active, "live": rep.bots_live},
-            "top_bots": [_j(asdict(b)) for b in rep.top],
-            "bottom_bots": [_j(asdict(b)) for b in rep.bottom],
-            "exchanges": [_j(asdict(e)) for e in rep.exchanges],
-            "days": [_j(asdict(d)) for d in rep.days],
+            "top_bots": [json_ready(asdict(b)) for b in rep.top],
+            "bottom_bots": [json_ready(asdict(b)) for b in rep.bottom],
+            "exchanges": [json_ready(asdict(e)) for e in rep.exchanges],
+            "days": [json_ready(asdict(d)) for d in rep.days],
             "breaker_trips": [
                 {
                     "id": t.id,
@@ -260,8 +250,8 @@ def to_json(rep: Report) -> dict[str, Any]:
                     "scope": t.scope,
                     "bot": t.bot,
                     "breaker": t.breaker,
-                    "threshold": _j(t.threshold),
-                    "value": _j(t.value),
+                    "threshold": json_ready(t.threshold),
+                    "value": json_ready(t.value),
                     "message": t.message,
                     "reset": None
                     if t.reset is None

@@ -361,12 +361,11 @@ def test_cli_report_json_markdown_html(
 
 def test_the_profits_pane_shows_the_same_countdown(data_dir: Path, conn: sqlite3.Connection) -> None:
     from amarktai_tui.ledger.profits import read_countdown
-    from amarktai_tui.tui.profits_pane import _countdown_line
+    from amarktai_tui.tui.profits_pane import read_figures
 
     now = int(conn.execute("SELECT MAX(ts) FROM equity_snapshots").fetchone()[0])
-    line = _countdown_line(db_path(data_dir), now, D(15_000), "USDT")
+    line = read_figures(db_path(data_dir), now, "all", D(15_000), "USDT").countdown
     assert line == "Countdown to " + reports.countdown_text(read_countdown(conn, now, D(15_000)), "USDT")
     assert line.startswith("Countdown to 15,000.00 USDT: ")
-    assert _countdown_line(data_dir / "nope.sqlite3", now, D(15_000), "USDT").startswith(
-        "Countdown: no ledger yet"
-    )
+    missing = read_figures(data_dir / "nope.sqlite3", now, "all", D(15_000), "USDT")
+    assert missing.countdown.startswith("Countdown: no ledger yet") and missing.error is not None
