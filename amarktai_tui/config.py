@@ -382,7 +382,8 @@ class HealthSettings(_Section):
     port: int = Field(default=9464, ge=0, le=65535)
     """TCP port (0 = any free port, for tests)."""
     max_loop_lag_ms: float = Field(default=250.0, gt=0)
-    """``/health`` fails when the event loop's lag p99 (last minute) is above this."""
+    """``/health`` fails when the event loop's lag p99 (last minute) is above this, or when the
+    engine's loop has published no health snapshot for 250 ms + this ("engine not responding")."""
     stale_candles: float = Field(default=3.0, ge=1)
     """``/health`` fails when an exchange feed's newest candle closed more than this many
     timeframes (of its fastest stream) ago."""

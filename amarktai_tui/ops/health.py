@@ -1,8 +1,19 @@
 """The health and metrics HTTP server: ``/health``, ``/status``, ``/metrics`` (aiohttp).
 
-Every answer is computed from memory (the engine's state, the loop-lag monitor, the last
-data-dir sample): no database query and no system call in a handler, so ``/health`` answers in
-well under 10 ms even while a replay runs at full speed on the same loop.
+The server runs in a thread of its own, with its own event loop, so that a busy or stuck
+engine loop cannot delay or silence ``/health``:
+
+- the engine's loop runs the checks (``HealthState.reasons``, from memory: no database query,
+  no system call) every ``PUBLISH_EVERY_S`` and publishes the verdict as an immutable
+  ``HealthSnapshot`` (one attribute assignment); ``/health`` answers from the latest snapshot at
+  once, without touching the engine's loop;
+- a snapshot older than ``PUBLISH_EVERY_S`` + ``[health] max_loop_lag_ms`` means the engine's
+  loop is not running its tasks: ``/health`` answers 503 ``"loop: engine not responding for N ms"``;
+- ``/status`` and ``/metrics`` read engine state, so their work runs on the engine's loop
+  (``asyncio.run_coroutine_threadsafe``); past ``ENGINE_TIMEOUT_S`` they answer 503 with one line.
+  Nothing in the server thread reads an engine object.
+- while serving, the thread switch interval is at most ``SWITCH_INTERVAL_S`` (1 ms), so the
+  server thread gets the GIL quickly while the engine computes.
 
 ``/health``: 200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy", "reasons": [...]}``,
 one reason per failing check, each starting with the check's name:
@@ -10,7 +21,8 @@ one reason per failing check, each starting with the check's name:
 - ``engine``: the engine's loop is not running (starting, stopped, or failed);
 - ``feed``: the feed ended or is retrying, or (exchange feeds) its newest candle closed more
   than ``[health] stale_candles`` timeframes of its fastest stream ago;
-- ``loop``: the event loop's lag p99 over the last minute is above ``max_loop_lag_ms``;
+- ``loop``: the event loop's lag p99 over the last minute is above ``max_loop_lag_ms``, or the
+  engine's loop has published no snapshot for longer than the limit above;
 - ``breaker``: a circuit breaker is tripped (``engine.board.active``: a bot's, the account's,
   the emergency stop) or an exchange API breaker is open;
 - ``database``: the data dir cannot take a write (a probe file, the database file's
@@ -24,16 +36,21 @@ format (or OpenMetrics when asked). ``start_health`` serves them; ``ops.services
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import json
 import logging
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder
 
 from amarktai_tui.config import HealthSettings, Settings
 from amarktai_tui.domain.enums import BotState
@@ -264,40 +281,84 @@ def engine_status(engine: TradingEngine) -> dict[str, Any]:
 
 
 # -- the server -------------------------------------------------------------------------
+PUBLISH_EVERY_S = 0.25
+"""Seconds between two health snapshots published by the engine's loop."""
+ENGINE_TIMEOUT_S = 2.0
+"""Seconds ``/status`` and ``/metrics`` wait for the engine's loop before answering 503."""
+STOP_TIMEOUT_S = 5.0
+"""Seconds ``close`` waits for the server thread to end."""
+SWITCH_INTERVAL_S = 0.001
+"""While serving, the interpreter's thread switch interval (``sys.setswitchinterval``) is at most
+this. A request wakes the server thread a few times (poll, read, write); each time, while the
+engine computes, it waits up to the switch interval for the GIL. Python's default (5 ms) put
+``/health``'s p99 at 17-26 ms under a full-speed replay, 1 ms at 4-7 ms; when no other thread
+wants the GIL the interval costs nothing (``bench/health_latency.py``)."""
 _NO_STORE = {"Cache-Control": "no-store"}
+_T = TypeVar("_T")
 
 
-def make_app(state: HealthState, metrics: EngineMetrics) -> web.Application:
-    """The aiohttp application: GET (and HEAD) ``/health``, ``/status``, ``/metrics``."""
+def _health_body(reasons: Sequence[str]) -> bytes:
+    doc = {"status": "unhealthy", "reasons": list(reasons)} if reasons else {"status": "ok"}
+    return json.dumps(doc).encode()
 
-    async def health(_request: web.Request) -> web.Response:
-        reasons = state.reasons()
-        if reasons:
-            return web.json_response(
-                {"status": "unhealthy", "reasons": reasons}, status=503, headers=_NO_STORE
-            )
-        return web.json_response({"status": "ok"}, headers=_NO_STORE)
 
-    async def status(_request: web.Request) -> web.Response:
-        return web.json_response(state.status_json(), headers=_NO_STORE)
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """The checks' verdict at one moment, ready to send: ``reasons`` (empty when healthy),
+    ``taken`` (``time.monotonic()``, seconds), and the ``/health`` answer (``code``, JSON ``body``).
+    Built on the engine's loop, read by the server thread: immutable, swapped whole."""
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/status", status)
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
-    return app
+    reasons: tuple[str, ...]
+    taken: float
+    code: int
+    body: bytes
+
+    @classmethod
+    def of(cls, reasons: Sequence[str], taken: float) -> HealthSnapshot:
+        return cls(tuple(reasons), taken, 503 if reasons else 200, _health_body(reasons))
+
+
+class EngineNotResponding(Exception):
+    """The engine's loop did not run a request's work in time (or is closed); ``str`` is one line."""
 
 
 class HealthService:
-    """A running server (``port`` is None when it could not listen) and its sampler task."""
+    """The server: a thread with its own event loop serves HTTP; the engine's loop publishes a
+    ``HealthSnapshot`` every ``publish_every_s`` and samples the data dir (``HealthState``).
 
-    def __init__(self, state: HealthState, metrics: EngineMetrics) -> None:
+    ``/health`` answers from the latest snapshot without touching the engine's loop, so it stays
+    fast while the engine is busy and turns 503 when the snapshot is older than
+    ``publish_every_s`` + ``[health] max_loop_lag_ms`` (the engine's loop is stuck). ``/status``
+    and ``/metrics`` run their reads on the engine's loop (``run_coroutine_threadsafe``) and answer
+    503 with one line after ``engine_timeout_s``. ``port`` is None when not serving.
+    """
+
+    def __init__(
+        self,
+        state: HealthState,
+        metrics: EngineMetrics,
+        *,
+        publish_every_s: float = PUBLISH_EVERY_S,
+        engine_timeout_s: float = ENGINE_TIMEOUT_S,
+    ) -> None:
         self.state = state
         self.metrics = metrics
+        self.publish_every_s = publish_every_s
+        self.engine_timeout_s = engine_timeout_s
+        self.stale_after_s = publish_every_s + state.conf.max_loop_lag_ms / 1000
+        """A snapshot older than this (seconds) makes ``/health`` answer "engine not responding"."""
+        self.snapshot = HealthSnapshot.of(("engine: no health snapshot yet",), time.monotonic())
+        self.published = asyncio.Event()
+        """Set after each snapshot (a test clears it, then waits on it)."""
         self.host: str | None = None
         self.port: int | None = None
-        self._runner: web.AppRunner | None = None
-        self._sampler: asyncio.Task[None] | None = None
+        self._engine_loop: asyncio.AbstractEventLoop | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._check_error: str | None = None
+        self._saved_switch: float | None = None
 
     @property
     def url(self) -> str | None:
@@ -307,41 +368,210 @@ class HealthService:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on ``host:port`` (0: any free port), then sample in the background. Raises OSError."""
-        runner = web.AppRunner(make_app(self.state, self.metrics), access_log=None, handle_signals=False)
-        await runner.setup()
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The server thread while it exists (``close`` joins it)."""
+        return self._thread
+
+    # -- on the engine's loop ---------------------------------------------------------------
+    def publish(self) -> HealthSnapshot:
+        """Run the checks and make the result the snapshot ``/health`` answers from.
+        Checks that raise are logged once and published as an ``engine`` reason."""
         try:
-            site = web.TCPSite(runner, host, port, reuse_address=True)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0]
-        self.host, self.port = str(bound[0]), int(bound[1])
-        self._sampler = asyncio.get_running_loop().create_task(
-            self.state.run_sampler(), name="health-sampler"
+            reasons = self.state.reasons()
+            self._check_error = None
+        except Exception as exc:
+            why = f"engine: health checks failed: {type(exc).__name__}: {exc}"
+            if why != self._check_error:
+                log.exception("health: the checks failed")
+            self._check_error = why
+            reasons = [why]
+        snap = HealthSnapshot.of(reasons, time.monotonic())
+        self.snapshot = snap  # one attribute assignment: the server thread sees the old or the new
+        self.published.set()
+        return snap
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.publish_every_s)
+            self.publish()
+
+    async def start(self, host: str, port: int) -> None:
+        """Publish a first snapshot, listen on ``host:port`` (0: any free port) in a new thread,
+        then publish and sample in the background. Call on the engine's loop. Raises OSError."""
+        self._engine_loop = asyncio.get_running_loop()
+        self.publish()
+        loop = asyncio.new_event_loop()
+        bound: concurrent.futures.Future[tuple[str, int]] = concurrent.futures.Future()
+        thread = threading.Thread(
+            target=self._thread_main, args=(loop, host, port, bound), name="health-http", daemon=True
         )
+        self._http_loop, self._thread, self._stop = loop, thread, asyncio.Event()
+        thread.start()
+        try:
+            host_port = await asyncio.wrap_future(bound)
+        except BaseException:
+            await self._stop_thread()
+            raise
+        self.host, self.port = host_port
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            self._saved_switch = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+        engine_loop = self._engine_loop
+        self._tasks = [
+            engine_loop.create_task(self._publish_forever(), name="health-publisher"),
+            engine_loop.create_task(self.state.run_sampler(), name="health-sampler"),
+        ]
 
     async def close(self) -> None:
-        """Stop serving and sampling, and unsubscribe the metrics."""
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.cancel()
+        """Stop the server thread (joined, at most ``STOP_TIMEOUT_S``), then the publisher and
+        the sampler, and unsubscribe the metrics; restore the switch interval (unless someone
+        changed it since). Call on the engine's loop."""
+        await self._stop_thread()
+        saved, self._saved_switch = self._saved_switch, None
+        if saved is not None and sys.getswitchinterval() == SWITCH_INTERVAL_S:
+            sys.setswitchinterval(saved)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+                await task
         self.metrics.close()
+
+    async def _stop_thread(self) -> None:
+        thread, loop = self._thread, self._http_loop
         self.port = None
+        if thread is None or loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the thread's loop is closed: it has ended
+            loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(thread.join, STOP_TIMEOUT_S)
+        if thread.is_alive():
+            log.error("health server thread did not stop within %g s", STOP_TIMEOUT_S)
+            return
+        self._thread = self._http_loop = None
+
+    # -- in the server thread ---------------------------------------------------------------
+    def _thread_main(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        bound: concurrent.futures.Future[tuple[str, int]],
+    ) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(host, port, bound))
+        except BaseException as exc:
+            if not bound.done():
+                bound.set_exception(exc)
+            else:
+                log.exception("health server failed")
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def _serve(self, host: str, port: int, bound: concurrent.futures.Future[tuple[str, int]]) -> None:
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, host, port, reuse_address=True).start()
+            except OSError as exc:
+                bound.set_exception(exc)
+                return
+            addr = runner.addresses[0]
+            bound.set_result((str(addr[0]), int(addr[1])))
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/status", self._status)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        snap = self.snapshot
+        age_s = time.monotonic() - snap.taken
+        if age_s <= self.stale_after_s:
+            return web.Response(
+                body=snap.body, status=snap.code, content_type="application/json", headers=_NO_STORE
+            )
+        stuck = (
+            f"loop: engine not responding for {age_s * 1000:.0f} ms"
+            f" (limit {self.stale_after_s * 1000:.0f} ms)"
+        )
+        return web.Response(
+            body=_health_body([stuck, *snap.reasons]),
+            status=503,
+            content_type="application/json",
+            headers=_NO_STORE,
+        )
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        try:
+            doc = await self._on_engine(self.state.status_json, "/status")
+        except EngineNotResponding as exc:
+            doc = {"status": "unhealthy", "reasons": [f"loop: {exc}"]}
+            return web.json_response(doc, status=503, headers=_NO_STORE)
+        return web.json_response(doc, headers=_NO_STORE)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+        names = request.query.getall("name[]", [])
+        registry = self.metrics.registry
+
+        def render() -> tuple[bytes, str]:  # runs on the engine's loop: the collectors read the engine
+            encoder, content_type = choose_encoder(accept)
+            return encoder(registry.restricted_registry(names) if names else registry), content_type
+
+        try:
+            body, content_type = await self._on_engine(render, "/metrics")
+        except EngineNotResponding as exc:
+            return web.Response(text=f"{exc}\n", status=503, headers=_NO_STORE)
+        response = web.Response(body=body, headers={"Content-Type": content_type, **_NO_STORE})
+        response.enable_compression()
+        return response
+
+    async def _on_engine(self, fn: Callable[[], _T], what: str) -> _T:
+        """``fn()`` run on the engine's loop; raises EngineNotResponding after ``engine_timeout_s``."""
+
+        async def call() -> _T:
+            return fn()
+
+        engine_loop = self._engine_loop
+        assert engine_loop is not None  # set by start, before the thread
+        coro = call()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, engine_loop)
+        except RuntimeError:  # the engine's loop is closed
+            coro.close()
+            raise EngineNotResponding(f"engine not running: {what} cannot be answered") from None
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.engine_timeout_s)
+        except TimeoutError:
+            raise EngineNotResponding(
+                f"engine not responding: {what} not answered within {self.engine_timeout_s:g} s"
+            ) from None
 
 
 async def start_health(
-    engine: TradingEngine, settings: Settings, data_dir: Path, lag: LoopLagMonitor | None
+    engine: TradingEngine,
+    settings: Settings,
+    data_dir: Path,
+    lag: LoopLagMonitor | None,
+    *,
+    engine_timeout_s: float = ENGINE_TIMEOUT_S,
 ) -> HealthService:
-    """Serve ``/health``, ``/status`` and ``/metrics`` for ``engine`` on ``[health] host:port``.
+    """Serve ``/health``, ``/status`` and ``/metrics`` for ``engine`` on ``[health] host:port``,
+    from a thread of its own. Call on the engine's loop; ``close`` the result on the same loop.
 
     A port that cannot be bound (in use, no permission) is logged as an error and nothing is
     served (``port`` None): the engine trades on; a scraper sees the target down. The data dir is
@@ -351,7 +581,7 @@ async def start_health(
     state = HealthState(engine, conf, data_dir, lag)
     await state.sample()
     metrics = EngineMetrics(engine, lag, failing=state.failing)
-    service = HealthService(state, metrics)
+    service = HealthService(state, metrics, engine_timeout_s=engine_timeout_s)
     try:
         await service.start(conf.host, conf.port)
     except OSError as exc:

@@ -1,16 +1,21 @@
 """The health and metrics server on loopback (port 0) over a real engine: a real SQLite ledger in
-tmp_path, the real BTC 1h candles replayed, real HTTP requests (aiohttp's client), /metrics read
-back with prometheus-client's own parser. Waits are on engine events, never sleeps."""
+tmp_path, the real BTC 1h candles replayed, real HTTP requests (aiohttp's client on the engine's
+loop, or http.client in a thread while that loop is blocked), /metrics read back with
+prometheus-client's own parser. Waits are on engine events, published snapshots and thread
+events, never sleeps."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
+import re
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +35,13 @@ from amarktai_tui.engine.events import EngineTick, EventBus
 from amarktai_tui.engine.setup import ReplayArgs, open_engine
 from amarktai_tui.exchanges.api_breaker import ApiBreaker
 from amarktai_tui.locations import db_path
-from amarktai_tui.ops.health import HealthService, HealthState, start_health
+from amarktai_tui.ops.health import (
+    PUBLISH_EVERY_S,
+    SWITCH_INTERVAL_S,
+    HealthService,
+    HealthState,
+    start_health,
+)
 from amarktai_tui.ops.looplag import LoopLagMonitor, start_monitor
 from amarktai_tui.ops.metrics import EngineMetrics
 from amarktai_tui.ops.services import start_services
@@ -60,7 +71,7 @@ def make_settings(**health: Any) -> Settings:
 class Running:
     engine: TradingEngine
     service: HealthService
-    lag: LoopLagMonitor
+    lag: LoopLagMonitor | None
     run: asyncio.Task[None]
     http: aiohttp.ClientSession
 
@@ -74,31 +85,49 @@ class Running:
             body = await resp.json() if resp.content_type == "application/json" else await resp.text()
             return resp.status, body
 
+    async def fresh(self) -> None:
+        """Wait until the engine's loop has published a new snapshot (``/health`` answers from it)."""
+        self.service.published.clear()
+        await asyncio.wait_for(self.service.published.wait(), TIMEOUT_S)
+
 
 @pytest.fixture
 def start(tmp_path: Path) -> Callable[..., Any]:
-    """``async with start(speed=..., until_end=...) as r``: engine + loop-lag monitor + server, running."""
+    """``async with start(speed=..., until_end=...) as r``: engine + loop-lag monitor + server,
+    running; ``lag=False``: no loop-lag monitor; ``engine_timeout_s`` and ``[health]`` keys pass on.
+    Afterwards the server thread is gone."""
 
     @asynccontextmanager
-    async def go(*, speed: float = 0.0, until_end: bool = True) -> AsyncIterator[Running]:
-        s = make_settings()
+    async def go(
+        *,
+        speed: float = 0.0,
+        until_end: bool = True,
+        lag: bool = True,
+        engine_timeout_s: float = 2.0,
+        **health: Any,
+    ) -> AsyncIterator[Running]:
+        s = make_settings(**health)
         data_dir = tmp_path / "data"
         engine, feed = await open_engine(
             s, data_dir, ReplayArgs([str(BTC_1H)], speed=speed, until_end=until_end), EventBus()
         )
-        lag = start_monitor(interval_s=0.05)
-        service = await start_health(engine, s, data_dir, lag)
+        monitor = start_monitor(interval_s=0.05) if lag else None
+        service = await start_health(engine, s, data_dir, monitor, engine_timeout_s=engine_timeout_s)
+        thread = service.thread
+        assert thread is not None and thread.is_alive()
         run = asyncio.create_task(engine.run(feed))
         http = aiohttp.ClientSession()
         try:
-            yield Running(engine, service, lag, run, http)
+            yield Running(engine, service, monitor, run, http)
         finally:
             await http.close()
             engine.stop()
             await asyncio.wait_for(run, TIMEOUT_S)
             await service.close()
-            await lag.stop()
+            if monitor is not None:
+                await monitor.stop()
             await engine.close()
+        assert not thread.is_alive() and service.thread is None
 
     return go
 
@@ -138,11 +167,13 @@ async def test_health_is_ok_while_trading_then_503_when_halted_and_ok_again_afte
 ) -> None:
     async with start(speed=SLOW, until_end=False) as r:
         await candles_seen(r.engine, 30)
+        await r.fresh()
         status, body = await r.get("/health")
         assert (status, body) == (200, {"status": "ok"})
 
         trip = await r.engine.halt("health test", actor="user")
         assert trip is not None
+        await r.fresh()
         status, body = await r.get("/health")
         assert status == 503
         assert body["status"] == "unhealthy"
@@ -150,6 +181,7 @@ async def test_health_is_ok_while_trading_then_503_when_halted_and_ok_again_afte
         assert trip.message.endswith("health test (by user)")
 
         await r.engine.resume("checked", actor="user")
+        await r.fresh()
         status, body = await r.get("/health")
         assert (status, body) == (200, {"status": "ok"})
 
@@ -157,6 +189,7 @@ async def test_health_is_ok_while_trading_then_503_when_halted_and_ok_again_afte
 async def test_health_names_a_stopped_engine_and_an_ended_feed(start: Callable[..., Any]) -> None:
     async with start(speed=0, until_end=True) as r:
         await asyncio.wait_for(r.run, TIMEOUT_S)  # the replay ran to its end
+        await r.fresh()
         status, body = await r.get("/health")
         total = CANDLES
         assert status == 503
@@ -176,6 +209,175 @@ async def test_health_answers_in_under_10_ms_while_a_replay_runs(start: Callable
             took.append(time.perf_counter() - t0)
         took.sort()
         assert took[len(took) // 2] < 0.010, f"median /health {took[len(took) // 2] * 1000:.1f} ms"
+
+
+# -- the server thread: the engine's loop blocked ---------------------------------------------
+def http_get(url: str, path: str) -> tuple[int, str]:
+    """One GET with http.client (blocking: for a thread), status and body text."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def block_loop_until(done: threading.Event, blocked: threading.Event) -> asyncio.Task[float]:
+    """A task that blocks the running loop synchronously (as a stuck engine would) until ``done``
+    is set by another thread; returns ``time.monotonic()`` when it lets go."""
+
+    async def block() -> float:
+        blocked.set()
+        assert done.wait(TIMEOUT_S), "the client thread never finished"
+        return time.monotonic()
+
+    return asyncio.get_running_loop().create_task(block())
+
+
+POLL_S = 0.005
+"""The probe's pace between two requests (a scraper polling), not a wait for anything."""
+
+
+async def test_health_answers_503_while_the_engine_loop_is_blocked_and_200_after(
+    start: Callable[..., Any],
+) -> None:
+    # no loop-lag monitor: its p99 would (rightly) stay over the limit for a minute after the block
+    async with start(speed=SLOW, until_end=False, lag=False, max_loop_lag_ms=100) as r:
+        await candles_seen(r.engine, 5)
+        await r.fresh()
+        assert r.service.stale_after_s == pytest.approx(PUBLISH_EVERY_S + 0.1)
+        blocked, saw_503, unblocked = threading.Event(), threading.Event(), threading.Event()
+        seen: list[tuple[float, int, Any]] = []  # (time.monotonic() at the answer, status, body)
+
+        def probe() -> None:
+            blocked.wait(TIMEOUT_S)
+            deadline = time.monotonic() + TIMEOUT_S
+            while time.monotonic() < deadline:
+                code, text = http_get(r.url, "/health")
+                seen.append((time.monotonic(), code, json.loads(text)))
+                if code == 503:
+                    saw_503.set()
+                elif saw_503.is_set() and unblocked.is_set():
+                    return
+                time.sleep(POLL_S)
+
+        client = threading.Thread(target=probe, name="test-probe")
+        client.start()
+        last = r.service.snapshot.taken  # the loop publishes nothing more until the block ends
+        released = await block_loop_until(saw_503, blocked)
+        unblocked.set()
+        await asyncio.to_thread(client.join, TIMEOUT_S)
+        assert not client.is_alive()
+
+    stale_at = last + r.service.stale_after_s
+    codes = [code for _, code, _ in seen]
+    runs = [c for i, c in enumerate(codes) if i == 0 or codes[i - 1] != c]
+    assert runs == [200, 503, 200], runs  # ok, then "not responding" while blocked, then ok again
+    bad = [(t, body) for t, code, body in seen if code == 503]
+    assert all(t >= stale_at for t, _ in bad)  # never before the limit passed
+    assert bad[0][0] - stale_at < 0.3, f"503 came {(bad[0][0] - stale_at) * 1000:.0f} ms after the limit"
+    body = bad[0][1]
+    assert body["status"] == "unhealthy" and len(body["reasons"]) == 1
+    m = re.fullmatch(r"loop: engine not responding for (\d+) ms \(limit 350 ms\)", body["reasons"][0])
+    assert m is not None, body
+    assert int(m[1]) >= 350
+    assert seen[-1][0] >= released and seen[-1][2] == {"status": "ok"}
+
+
+async def test_status_and_metrics_answer_503_while_the_engine_loop_is_blocked(
+    start: Callable[..., Any],
+) -> None:
+    async with start(speed=SLOW, until_end=False, lag=False, engine_timeout_s=0.2) as r:
+        await candles_seen(r.engine, 5)
+        blocked, done = threading.Event(), threading.Event()
+        answers: dict[str, tuple[float, int, str]] = {}
+
+        def ask() -> None:
+            blocked.wait(TIMEOUT_S)
+            try:
+                for path in ("/status", "/metrics"):
+                    t0 = time.monotonic()
+                    code, text = http_get(r.url, path)
+                    answers[path] = (time.monotonic() - t0, code, text)
+            finally:
+                done.set()
+
+        client = threading.Thread(target=ask, name="test-ask")
+        client.start()
+        await block_loop_until(done, blocked)
+        await asyncio.to_thread(client.join, TIMEOUT_S)
+
+        took, code, text = answers["/status"]
+        assert code == 503 and 0.2 <= took < 1.0, (code, took)
+        assert json.loads(text) == {
+            "status": "unhealthy",
+            "reasons": ["loop: engine not responding: /status not answered within 0.2 s"],
+        }
+        took, code, text = answers["/metrics"]
+        assert code == 503 and 0.2 <= took < 1.0, (code, took)
+        assert text == "engine not responding: /metrics not answered within 0.2 s\n"
+
+        # the loop runs again: /status reads the engine's state on its loop
+        trip = await r.engine.halt("status test", actor="user")
+        assert trip is not None
+        before = r.engine.candles_seen
+        status, st = await r.get("/status")
+        assert status == 200
+        assert st["running"] is True
+        assert [(b["id"], b["breaker"]) for b in st["breakers"]] == [(trip.id, "halt")]
+        assert st["reasons"] == [f"breaker: halt tripped (account, trip {trip.id}): {trip.message}"]
+        assert before <= st["candles"] <= r.engine.candles_seen
+
+
+async def test_status_and_metrics_read_the_engine_on_its_own_loop(start: Callable[..., Any]) -> None:
+    """Nothing in the server thread reads engine objects: /status and the metric collectors run
+    on the engine's loop's thread."""
+    async with start(speed=SLOW, until_end=False) as r:
+        await candles_seen(r.engine, 5)
+        engine_thread = threading.get_ident()
+        server_thread = r.service.thread
+        assert server_thread is not None and server_thread.ident != engine_thread
+        threads: dict[str, int] = {}
+        status_json = r.service.state.status_json
+
+        def spy_status() -> Any:
+            threads["status"] = threading.get_ident()
+            return status_json()
+
+        class SpyCollector:
+            def collect(self) -> list[Any]:
+                threads["metrics"] = threading.get_ident()
+                return []
+
+        r.service.state.status_json = spy_status
+        r.service.metrics.registry.register(SpyCollector())
+        assert (await r.get("/status"))[0] == 200
+        assert (await r.get("/metrics"))[0] == 200
+        assert threads == {"status": engine_thread, "metrics": engine_thread}
+
+
+async def test_close_stops_the_server_thread_and_frees_the_port(tmp_path: Path) -> None:
+    s = make_settings()
+    engine, _feed = await open_engine(s, tmp_path / "data", ReplayArgs([str(BTC_1H)]), EventBus())
+    switch = sys.getswitchinterval()
+    assert switch > SWITCH_INTERVAL_S  # Python's default, 5 ms
+    try:
+        service = await start_health(engine, s, tmp_path / "data", None)
+        thread, url = service.thread, service.url
+        assert thread is not None and thread.is_alive() and url is not None
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S
+        code, text = await asyncio.to_thread(http_get, url, "/health")
+        assert code == 503 and json.loads(text)["reasons"] == ["engine: not running"]
+        await service.close()
+        assert not thread.is_alive() and service.thread is None and service.url is None
+        assert sys.getswitchinterval() == switch
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.to_thread(http_get, url, "/health")
+        assert not [t for t in threading.enumerate() if t.name == "health-http"]
+    finally:
+        await engine.close()
 
 
 async def test_a_lagging_loop_fails_the_loop_check(tmp_path: Path) -> None:
@@ -310,6 +512,7 @@ async def test_status_and_metrics_match_the_engine(start: Callable[..., Any], tm
         assert one(m, "amarktai_healthy") == 0
         assert one(m, "amarktai_health_check_failing", check="breaker") == 1
         assert one(m, "amarktai_health_check_failing", check="database") == 0
+        assert r.lag is not None
         lag_count = one(m, "amarktai_event_loop_lag_seconds_count")
         assert lag_count == r.lag.stats().total > 0
         assert one(m, "amarktai_event_loop_lag_seconds_bucket", le="+Inf") == lag_count
@@ -401,6 +604,7 @@ async def test_a_port_in_use_is_logged_and_the_engine_goes_on(
                 service = await start_health(engine, s, tmp_path / "data", None)
             assert service.port is None and service.url is None
             assert f"health server not started: cannot listen on 127.0.0.1:{port}" in caplog.text
+            assert service.thread is None  # the thread that tried to listen has ended
             await service.close()
         finally:
             await engine.close()
