@@ -182,7 +182,9 @@ def _backup_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _audit_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     when = "an ISO date or date-time, UTC (2024-05-01, 2024-05-01T12:30)"
-    a = sub.add_parser("audit", help="the audit log: entries by time, type, severity, bot; a compliance report")
+    a = sub.add_parser(
+        "audit", help="the audit log: entries by time, type, severity, bot; a compliance report"
+    )
     _common(a, top=False)
     a.add_argument("--since", metavar="WHEN", help=f"entries from this moment on: {when}")
     a.add_argument("--until", metavar="WHEN", help="entries before this moment (a date includes that day)")

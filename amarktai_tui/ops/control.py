@@ -62,7 +62,9 @@ log = logging.getLogger("amarktai.control")
 SOCKET_NAME = "amarktai.sock"
 MAX_SOCKET_PATH = 100  # bytes; sun_path holds 108 (Linux) or 104 (macOS) including the NUL
 MAX_REQUEST = 64 * 1024  # bytes of one request line
-MAX_CHAT_LINE = 1024 * 1024  # bytes of a chat connection's line (ops.chat_remote); requests stay <= MAX_REQUEST
+MAX_CHAT_LINE = (
+    1024 * 1024
+)  # bytes of a chat connection's line (ops.chat_remote); requests stay <= MAX_REQUEST
 READ_TIMEOUT_S = 10.0  # a connection that sends no complete line in this time is dropped
 COMMANDS = ("halt", "resume", "reset", "promote", "demote", "mode", "audit")
 """promote/demote: ops.stage_commands; audit: ops.audit.record_remote"""
