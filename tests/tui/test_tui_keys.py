@@ -14,6 +14,7 @@ from textual.widgets import Input
 from tui_helpers import SIZE, spy_notify, workers_done
 
 from amarktai_tui.config import load_settings
+from amarktai_tui.ops.audit import AuditEntry, recorder_for
 from amarktai_tui.tui.app import AmarktaiApp
 from amarktai_tui.tui.bots_pane import StyledTable
 from amarktai_tui.tui.palette import BotCommands
@@ -56,6 +57,10 @@ async def test_set_through_the_form_then_delete(make_app: MakeApp, secret_servic
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_keys(app, pilot)
+        recorder = recorder_for(app.engine)
+        assert recorder is not None, "the audit log runs beside the TUI's engine"
+        audited: list[AuditEntry] = []
+        recorder.subscribe(lambda e: audited.append(e) if e.type.startswith("api_key") else None)
         assert "keyring: Secret Service" in str(screen.query_one("#keys-backend").render())
         assert [cell(screen, p, "Status") for p in PROVIDERS] == ["not_configured"] * len(PROVIDERS)
 
@@ -89,6 +94,13 @@ async def test_set_through_the_form_then_delete(make_app: MakeApp, secret_servic
         await pilot.pause()
         assert cell(screen, "binance", "Status") == "not_configured"
         assert cell(screen, "binance", "Key") == "-"
+        # audited like `amarktai keys`: provider and masked key id, critical, never the secret
+        assert [(e.type, e.severity.value, e.actor, e.details.get("provider")) for e in audited] == [
+            ("api_key_added", "critical", "user", "binance"),
+            ("api_key_deleted", "critical", "user", "binance"),
+        ]
+        assert audited[0].details.get("masked") == "••••beef"
+        assert KEY not in repr(audited) and SECRET not in repr(audited)
 
 
 async def test_empty_required_field_is_refused_in_the_form(make_app: MakeApp, secret_service: str) -> None:

@@ -9,8 +9,11 @@ the last 4 characters of the provider's API key.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,12 +34,14 @@ from amarktai_tui.vault.errors import VaultError
 from amarktai_tui.vault.manager import KeyManager, KeyRow
 from amarktai_tui.vault.permissions import WITHDRAW_WARNING
 from amarktai_tui.vault.providers import PROVIDERS, Provider
+from amarktai_tui.vault.store import masked
 from amarktai_tui.vault.totp import require_totp, totp_enabled
 
 COLUMNS = ("Provider", "Status", "Last tested (UTC)", "Key", "Withdraw", "Reason")
 STATUS_ROLE = {"not_configured": "muted", "saved_untested": "warn", "test_ok": "ok", "test_failed": "error"}
 """StyledTable colour role of each status (theme colours via app.tcss)."""
 _EXPECTED = (VaultError, sqlite3.Error, SchemaTooNewError)
+log = logging.getLogger(__name__)
 
 
 class KeysScreen(Screen[None]):
@@ -143,7 +148,12 @@ class KeysScreen(Screen[None]):
 
     def _save(self, p: Provider, values: dict[str, str] | None) -> None:
         if values is not None:
-            self._write(lambda m: m.save(p.id, values), f"{p.name}: key saved (untested; t tests it)")
+            key = values.get(p.masked_field)
+            self._write(
+                lambda m: m.save(p.id, values),
+                f"{p.name}: key saved (untested; t tests it)",
+                lambda: self._audit("added", p, masked=masked(key) if key else None),
+            )
 
     def action_delete_key(self) -> None:
         if self._ready() is None:
@@ -170,7 +180,7 @@ class KeysScreen(Screen[None]):
             self.notify(str(exc), title="Keys", severity="error", timeout=20)
             return
         if not needed:
-            await self._apply(manager, lambda m: m.delete(p.id), done)
+            await self._apply(manager, lambda m: m.delete(p.id), done, lambda: self._audit("deleted", p))
             return
 
         async def run(code: str) -> None:
@@ -179,6 +189,7 @@ class KeysScreen(Screen[None]):
                 manager.delete(p.id)
 
             await asyncio.to_thread(delete)
+            self._audit("deleted", p)
             await self._reload()
 
         why = "TOTP is enabled: deleting a key needs a current code."
@@ -188,19 +199,46 @@ class KeysScreen(Screen[None]):
         )
 
     @work(group="keys-write", exit_on_error=False)
-    async def _write(self, call: Callable[[KeyManager], object], done: str) -> None:
+    async def _write(
+        self, call: Callable[[KeyManager], object], done: str, audit: Callable[[], None] | None = None
+    ) -> None:
         manager = self._ready()
         if manager is not None:
-            await self._apply(manager, call, done)
+            await self._apply(manager, call, done, audit)
 
-    async def _apply(self, manager: KeyManager, call: Callable[[KeyManager], object], done: str) -> None:
+    async def _apply(
+        self,
+        manager: KeyManager,
+        call: Callable[[KeyManager], object],
+        done: str,
+        audit: Callable[[], None] | None = None,
+    ) -> None:
         try:
             await asyncio.to_thread(call, manager)
+        except _EXPECTED as exc:
+            self.notify(str(exc), title="Keys", severity="error", timeout=20)
+            return
+        if audit is not None:
+            audit()
+        try:
             await self._reload()
         except _EXPECTED as exc:
             self.notify(str(exc), title="Keys", severity="error", timeout=20)
             return
         self.notify(done)
+
+    def _audit(self, action: str, p: Provider, **details: Any) -> None:
+        """The audit entry of a key change, as ``amarktai keys`` records it (``ops.audit.key_entry``:
+        provider id and masked key id, never a secret), by the audit log beside the app's engine."""
+        from amarktai_tui.ops.audit import key_entry, recorder_for
+
+        entry = replace(key_entry(action, p.id, ts=int(time.time() * 1000), **details), actor="user")
+        engine = getattr(self.app, "engine", None)
+        recorder = recorder_for(engine) if engine is not None else None
+        if recorder is None:
+            log.warning("audit entry %s (%s) not recorded: no audit log is running", entry.type, p.id)
+            return
+        recorder.record(entry)
 
     def action_test_key(self) -> None:
         if self._ready() is None:
@@ -233,6 +271,7 @@ class KeysScreen(Screen[None]):
             self._testing.discard(p.id)
             await self._reload()
         check = outcome.check
+        self._audit("tested", p, ok=check.ok, can_withdraw=check.can_withdraw)
         if check.ok:
             self.notify(f"{p.name}: key works ({check.summary})", title="Key test")
         else:
