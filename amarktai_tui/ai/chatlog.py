@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from amarktai_tui.ledger.schema import configure, migrate
 from amarktai_tui.locations import db_path
@@ -91,34 +92,41 @@ def _reader(data_dir: Path) -> sqlite3.Connection | None:
     return conn
 
 
-def _messages(rows: Iterable[tuple[int, int, str, str, str]]) -> list[ChatMessage]:
+DAY_MS = 86_400_000
+_COLUMNS = "SELECT ts, conversation, role, content, model FROM chat_messages"
+
+
+def _rows(data_dir: Path, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    """``sql`` on a read-only connection; [] when the ledger or the table does not exist yet."""
+    conn = _reader(data_dir)
+    if conn is None:
+        return []
+    with closing(conn):
+        return conn.execute(sql, params).fetchall()
+
+
+def _messages(rows: Iterable[tuple[Any, ...]]) -> list[ChatMessage]:
     return [ChatMessage(ts, conv, role, content, model) for ts, conv, role, content, model in rows]
 
 
 def latest(data_dir: Path) -> tuple[int, int] | None:
     """(the highest conversation number, the ts of its newest row), or None when there is none."""
-    conn = _reader(data_dir)
-    if conn is None:
-        return None
-    with closing(conn):
-        row = conn.execute(
-            "SELECT conversation, MAX(ts) FROM chat_messages"
-            " WHERE conversation = (SELECT MAX(conversation) FROM chat_messages)"
-        ).fetchone()
-    return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+    rows = _rows(
+        data_dir,
+        "SELECT conversation, MAX(ts) FROM chat_messages"
+        " WHERE conversation = (SELECT MAX(conversation) FROM chat_messages)",
+        (),
+    )
+    return None if not rows or rows[0][0] is None else (int(rows[0][0]), int(rows[0][1]))
 
 
 def conversation(data_dir: Path, number: int, limit: int | None = None) -> list[ChatMessage]:
     """The shown messages of conversation ``number``, oldest first (the last ``limit`` if given)."""
-    conn = _reader(data_dir)
-    if conn is None:
-        return []
-    with closing(conn):
-        rows = conn.execute(
-            "SELECT ts, conversation, role, content, model FROM chat_messages"
-            f" WHERE conversation = ? AND {_SHOWN} ORDER BY id DESC LIMIT ?",
-            (number, -1 if limit is None else max(0, limit)),
-        ).fetchall()
+    rows = _rows(
+        data_dir,
+        f"{_COLUMNS} WHERE conversation = ? AND {_SHOWN} ORDER BY id DESC LIMIT ?",
+        (number, -1 if limit is None else max(0, limit)),
+    )
     return _messages(reversed(rows))
 
 
@@ -127,45 +135,33 @@ def search(data_dir: Path, text: str, limit: int = 50) -> list[ChatMessage]:
     ASCII letters), newest first, at most ``limit``. An empty ``text`` finds nothing."""
     if not text.strip():
         return []
-    conn = _reader(data_dir)
-    if conn is None:
-        return []
-    with closing(conn):
-        rows = conn.execute(
-            "SELECT ts, conversation, role, content, model FROM chat_messages"
-            f" WHERE instr(lower(content), lower(?)) > 0 AND {_SHOWN} ORDER BY id DESC LIMIT ?",
+    return _messages(
+        _rows(
+            data_dir,
+            f"{_COLUMNS} WHERE instr(lower(content), lower(?)) > 0 AND {_SHOWN} ORDER BY id DESC LIMIT ?",
             (text, max(0, limit)),
-        ).fetchall()
-    return _messages(rows)
-
-
-DAY_MS = 86_400_000
+        )
+    )
 
 
 def days(data_dir: Path, limit: int = 14) -> list[tuple[int, int]]:
     """The UTC days that have shown messages, newest first, at most ``limit``: ``(day start ms UTC,
     number of shown messages)``."""
-    conn = _reader(data_dir)
-    if conn is None:
-        return []
-    with closing(conn):
-        rows = conn.execute(
-            f"SELECT (ts / {DAY_MS}) * {DAY_MS} AS day, COUNT(*) FROM chat_messages"
-            f" WHERE {_SHOWN} GROUP BY day ORDER BY day DESC LIMIT ?",
-            (max(0, limit),),
-        ).fetchall()
+    rows = _rows(
+        data_dir,
+        f"SELECT (ts / {DAY_MS}) * {DAY_MS} AS day, COUNT(*) FROM chat_messages"
+        f" WHERE {_SHOWN} GROUP BY day ORDER BY day DESC LIMIT ?",
+        (max(0, limit),),
+    )
     return [(int(d), int(n)) for d, n in rows]
 
 
 def on_day(data_dir: Path, day_ms: int, limit: int = 200) -> list[ChatMessage]:
     """The shown messages of the UTC day starting at ``day_ms``, oldest first (the first ``limit``)."""
-    conn = _reader(data_dir)
-    if conn is None:
-        return []
-    with closing(conn):
-        rows = conn.execute(
-            "SELECT ts, conversation, role, content, model FROM chat_messages"
-            f" WHERE ts >= ? AND ts < ? AND {_SHOWN} ORDER BY id LIMIT ?",
+    return _messages(
+        _rows(
+            data_dir,
+            f"{_COLUMNS} WHERE ts >= ? AND ts < ? AND {_SHOWN} ORDER BY id LIMIT ?",
             (day_ms, day_ms + DAY_MS, max(0, limit)),
-        ).fetchall()
-    return _messages(rows)
+        )
+    )
