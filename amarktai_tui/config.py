@@ -34,6 +34,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from amarktai_tui.autonomy.settings import AutonomySettings
 from amarktai_tui.domain.enums import RiskMode, TradingMode
 from amarktai_tui.domain.types import split_pair, timeframe_to_ms
 from amarktai_tui.exchanges.registry import EXCHANGES, TOTAL_BOT_CAP, order_type_refusal
@@ -470,6 +471,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    autonomy: AutonomySettings = Field(default_factory=AutonomySettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     def exchange(self, exchange_id: str) -> ExchangeSettings:

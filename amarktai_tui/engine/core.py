@@ -153,6 +153,8 @@ class EngineCore:
         self._snapshots_until = 0  # newest snapshot time already in the ledger
         self._snap_fills: dict[int, int] = {}  # bot id -> fills in its last row (-1: it was long)
         self.bus.subscribe(StageChanged, self._on_stage_changed)
+        # autonomy (issue 8): scale of an entry's size for a runner, (0, reason) to refuse it; None = 1
+        self.size_hook: Callable[[BotRunner], tuple[Decimal, str]] | None = None
         self.stages = StageKeeper(self)  # lifecycle stages: tallies, eligibility, quarantine (engine.stages)
 
     # -- start-up -----------------------------------------------------------
@@ -452,6 +454,13 @@ class EngineCore:
     def _size_entry(self, runner: BotRunner, price: Decimal) -> SizeResult:
         """Entry size for ``runner`` at about ``price``: risk mode or Kelly, exposure caps, market rules."""
         rec = runner.rec
+        multiplier = rec.size_multiplier
+        hook = self.size_hook
+        if hook is not None:  # autonomy: the regime's scale, or 0 with the reason (no entry)
+            scale, why = hook(runner)
+            if scale <= 0:
+                return SizeResult(Decimal(0), why)
+            multiplier *= scale
         fraction = None
         if rec.sizing == "kelly":
             st = runner.stats
@@ -503,6 +512,7 @@ class EngineCore:
             fraction=fraction,
             exposure=Exposure(to_decimal(equity), to_decimal(asset), to_decimal(exch), len(exchanges)),
             caps=self.risk.caps,
+            multiplier=multiplier,
         )
 
     def _cost_model(self, exchange: str, pair: str) -> CostModel:

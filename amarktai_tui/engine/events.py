@@ -221,6 +221,65 @@ class AiActionFailed(AiAction):
     """A confirmed proposal was tried and the engine refused it; ``detail`` says why."""
 
 
+@dataclass(frozen=True, slots=True)
+class BotAdjusted(Event):
+    """A row of ``bot_adjustments`` (``autonomy.changes``): an automatic change applied, proposed,
+    accepted, rejected, reverted or refused. ``before``/``after`` are JSON texts; ``source`` names the
+    process (optimizer | learning | regime | evolution | autopilot | healing | user | ai), ``actor``
+    who wrote the row (engine | autopilot | user | cli | ai), ``ref_id`` the row it answers."""
+
+    adjustment_id: int
+    bot_id: int
+    name: str
+    source: str
+    field: str
+    before: str
+    after: str
+    reason: str
+    status: str
+    actor: str
+    ref_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BotQuarantined(Event):
+    """Self-healing paused a bot (``autonomy.healing``): ``level`` 1-3 pauses until ``until_ts``
+    (ms UTC, engine time); level 4 retires it (``until_ts`` None) and a replacement is proposed."""
+
+    bot_id: int
+    name: str
+    level: int
+    rule: str
+    reason: str
+    until_ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeChanged(Event):
+    """A pair's market regime changed (``autonomy.regime``): ``regime`` one of ``REGIMES``;
+    ``adx``, ``bb_width`` (fraction of the middle band), ``atr_pct`` (fraction of the close)."""
+
+    exchange: str
+    pair: str
+    timeframe: str
+    old: str
+    regime: str
+    adx: float
+    bb_width: float
+    atr_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationEvolved(Event):
+    """One evolution generation finished and was recorded (``autonomy.evolution``)."""
+
+    run: str
+    generation: int
+    best_fitness: Decimal
+    mean_fitness: Decimal
+    best_member: str
+
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], None]
 

@@ -291,7 +291,96 @@ CREATE INDEX audit_log_severity_ts ON audit_log(severity, ts);
 CREATE INDEX audit_log_bot_ts ON audit_log(bot_id, ts);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
+_V7 = """
+-- issue 8: autonomy. Every automatic (or proposed) change to a bot, optimisation runs and their
+-- trials (the parameter history), evolution generations and members, self-healing quarantines.
+ALTER TABLE bots ADD COLUMN size_multiplier TEXT NOT NULL DEFAULT '1';  -- self-learning's size factor
+ALTER TABLE bots ADD COLUMN dna_id TEXT;                                -- evolution member it came from
+
+CREATE TABLE bot_adjustments (
+    id          INTEGER PRIMARY KEY,
+    ts          INTEGER NOT NULL,                      -- ms UTC (engine time)
+    bot_id      INTEGER NOT NULL REFERENCES bots(id),
+    source      TEXT NOT NULL,                         -- optimizer|learning|regime|evolution|autopilot|healing|user|ai
+    field       TEXT NOT NULL,                         -- params|risk_mode|size_multiplier|stop_loss|take_profit|capital|state
+    before_json TEXT NOT NULL,                         -- JSON value (money/fractions as decimal strings)
+    after_json  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('applied', 'proposed', 'accepted', 'rejected', 'reverted', 'refused')),
+    actor       TEXT NOT NULL,                         -- who made this row: engine|autopilot|user|cli|ai
+    ref_id      INTEGER REFERENCES bot_adjustments(id) -- the proposal accepted/rejected, the change reverted
+);
+CREATE INDEX bot_adjustments_bot ON bot_adjustments(bot_id, ts);
+CREATE TRIGGER bot_adjustments_no_update BEFORE UPDATE ON bot_adjustments
+BEGIN SELECT RAISE(ABORT, 'bot_adjustments are append-only'); END;
+CREATE TRIGGER bot_adjustments_no_delete BEFORE DELETE ON bot_adjustments
+BEGIN SELECT RAISE(ABORT, 'bot_adjustments are append-only'); END;
+
+CREATE TABLE optimization_runs (
+    id             INTEGER PRIMARY KEY,
+    study_name     TEXT NOT NULL,                      -- the optuna study (in optuna's own storage)
+    storage        TEXT NOT NULL,                      -- optuna storage URL, password masked
+    strategy       TEXT NOT NULL,
+    objectives     TEXT NOT NULL,                      -- JSON list, e.g. ["return"] or ["return","max_drawdown"]
+    sampler        TEXT NOT NULL,                      -- tpe | nsga2
+    seed           INTEGER,
+    data_json      TEXT NOT NULL,                      -- JSON: files, pair, timeframe, windows (ms UTC)
+    n_trials       INTEGER NOT NULL,
+    workers        INTEGER NOT NULL DEFAULT 1,
+    started_ts     INTEGER NOT NULL,                   -- ms UTC (wall)
+    finished_ts    INTEGER,
+    status         TEXT NOT NULL,                      -- running | done | failed | interrupted
+    best_params_json TEXT,                             -- JSON object (TPE best / NSGA-II chosen)
+    best_values_json TEXT                              -- JSON: in-sample and out-of-sample scores
+);
+CREATE TABLE optimization_trials (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL REFERENCES optimization_runs(id),
+    number       INTEGER NOT NULL,                     -- optuna trial number
+    params_json  TEXT NOT NULL,
+    values_json  TEXT,                                 -- JSON list: in-sample objective values
+    test_json    TEXT,                                 -- JSON: out-of-sample (walk-forward) scores
+    state        TEXT NOT NULL,                        -- complete | pruned | fail
+    ts           INTEGER NOT NULL,                     -- ms UTC (wall)
+    UNIQUE (run_id, number)
+);
+
+CREATE TABLE evolution_generations (
+    id            INTEGER PRIMARY KEY,
+    run           TEXT NOT NULL,                       -- evolution run id (e.g. 'evo-<ts>')
+    generation    INTEGER NOT NULL,
+    seed          INTEGER NOT NULL,
+    best_fitness  TEXT NOT NULL,                       -- decimal string
+    mean_fitness  TEXT NOT NULL,
+    best_member   TEXT NOT NULL,
+    ts            INTEGER NOT NULL,                    -- ms UTC (wall)
+    UNIQUE (run, generation)
+);
+CREATE TABLE evolution_members (
+    id            INTEGER PRIMARY KEY,
+    generation_id INTEGER NOT NULL REFERENCES evolution_generations(id),
+    member        TEXT NOT NULL UNIQUE,                -- '<run>/g<gen>/m<idx>'
+    dna_json      TEXT NOT NULL,                       -- strategy, params, pair, exchange, risk_mode, capital_share
+    fitness       TEXT,                                -- decimal string; NULL: not enough trades
+    metrics_json  TEXT NOT NULL DEFAULT '{}',          -- return, max_drawdown, trades
+    parent_a      TEXT,                                -- member ids; NULL for the first generation
+    parent_b      TEXT,
+    elite         INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE quarantines (
+    id        INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,                        -- ms UTC (engine time)
+    bot_id    INTEGER NOT NULL REFERENCES bots(id),
+    level     INTEGER NOT NULL,                        -- 1: 1 h, 2: 3 h, 3: 24 h, 4: retired
+    rule      TEXT NOT NULL,                           -- hourly_loss | idle | trade_limit | capital_loss
+    reason    TEXT NOT NULL,
+    until_ts  INTEGER                                  -- NULL when retired
+);
+CREATE INDEX quarantines_bot ON quarantines(bot_id, ts);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -48,6 +48,8 @@ class BotRecord:
     sizing: str = "fixed"  # "fixed": the risk mode's max notional; "kelly": fractional Kelly (risk.kelly)
     order_type: str = "market"  # entries: "market", or "limit" at the decision candle's close
     stage_ts: int | None = None  # ms UTC (market time) ``stage`` was entered; None: not started yet
+    size_multiplier: Decimal = Decimal(1)  # self-learning's factor on the entry notional (autonomy.learning)
+    dna_id: str | None = None  # the evolution member this bot was spawned from (autonomy.evolution)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +194,8 @@ class LedgerStore:
             cur = await self._conn.execute(
                 "INSERT INTO bots (name, exchange, pair, timeframe, strategy, params_json, risk_mode, capital,"
                 " stop_loss, take_profit, trailing_stop, state, state_reason, stage, last_candle_ts,"
-                " created_ts, updated_ts, sizing, order_type) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " created_ts, updated_ts, sizing, order_type, size_multiplier, dna_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rec.name,
                     rec.exchange,
@@ -213,6 +216,8 @@ class LedgerStore:
                     now_ms,
                     rec.sizing,
                     rec.order_type,
+                    str(rec.size_multiplier),
+                    rec.dna_id,
                 ),
             )
             bot_id = int(cur.lastrowid or 0)
@@ -419,6 +424,26 @@ class LedgerStore:
             await self._conn.execute(
                 "UPDATE bots SET params_json = ?, updated_ts = MAX(updated_ts, ?) WHERE id = ?",
                 (json.dumps(params, sort_keys=True), ts, bot_id),
+            )
+
+    async def set_bot_fields(self, bot_id: int, fields: dict[str, Any], ts: int) -> None:
+        """Store changed bot settings: keys among risk_mode, size_multiplier, stop_loss, take_profit,
+        trailing_stop (Decimal/enum/None values, written as text); ``ts`` ms UTC.
+
+        Raises ValueError for any other key (capital moves through ledger events, state through
+        ``set_state``-style paths, never here)."""
+        allowed = ("risk_mode", "size_multiplier", "stop_loss", "take_profit", "trailing_stop")
+        bad = [k for k in fields if k not in allowed]
+        if bad:
+            raise ValueError(f"set_bot_fields: {', '.join(bad)} cannot be set here")
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        values = [None if v is None else str(getattr(v, "value", v)) for v in fields.values()]
+        async with self._lock:
+            await self._conn.execute(
+                f"UPDATE bots SET {cols}, updated_ts = MAX(updated_ts, ?) WHERE id = ?",  # column names from the allowed tuple
+                (*values, ts, bot_id),
             )
 
     async def trading_mode(self) -> str:
@@ -648,4 +673,6 @@ def _bot(r: sqlite3.Row) -> BotRecord:
         sizing=r["sizing"],
         order_type=r["order_type"],
         stage_ts=r["stage_ts"],
+        size_multiplier=Decimal(r["size_multiplier"]),
+        dna_id=r["dna_id"],
     )

@@ -69,12 +69,15 @@ def entry_quantity(
     fraction: Decimal | None = None,
     exposure: Exposure | None = None,
     caps: ExposureCaps = ExposureCaps(),
+    multiplier: Decimal = Decimal(1),
 ) -> SizeResult:
     """Base quantity for an entry at about ``price`` (quote per base).
 
     ``capital``/``cash`` in quote; ``taker_fee``/``slippage``/``fraction`` as
     fractions; ``fraction`` (Kelly) only ever lowers the risk mode's cap, and
-    0 means no trade. ``exposure`` applies the account caps. Returns quantity
+    0 means no trade. ``multiplier`` scales the capital x cap notional (self-learning's size
+    multiplier times the regime's, ``autonomy``; 1 = none) before cash and the exposure caps
+    bound it. ``exposure`` applies the account caps. Returns quantity
     0 with a one-line reason when no trade should be placed.
     """
     if price <= 0:
@@ -84,7 +87,7 @@ def entry_quantity(
         if fraction <= 0:
             return SizeResult(Decimal(0), "Kelly sizing says no edge: no trade")
         cap = min(cap, fraction)
-    notional = min(capital * cap, cash)
+    notional = min(capital * cap * multiplier if multiplier != 1 else capital * cap, cash)
     if exposure is not None:
         eq = exposure.account_equity
         room = caps.asset_share * eq - exposure.asset
