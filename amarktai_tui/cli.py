@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     _audit_parser(sub)
     _backup_parsers(sub)
     _backtest_parser(sub)
+    from amarktai_tui.ops.autonomy_commands import add_parser as autonomy_parser  # a light import
+
+    autonomy_parser(sub, _common)
+    _optimize_parser(sub)
+    _evolve_parser(sub)
+    lrn = sub.add_parser("learn", help="a bot's self-learning review: win rate, W/L ratio, hours, changes")
+    _common(lrn, top=False)
+    lrn.add_argument("bot", metavar="NAME_OR_ID", help="the bot's name or id")
+    lrn.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
@@ -156,6 +165,48 @@ def _backtest_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     bt.add_argument("--keep", type=Path, metavar="DIR", help="keep the ledger in DIR (one without a ledger)")
     bt.add_argument("--json", action="store_true", help="machine-readable output")
     bt.add_argument("--html", metavar="FILE", help="also write an HTML report with an equity chart to FILE")
+
+
+def _evolve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    ev = sub.add_parser("evolve", help="evolve bot DNA on candle files; show runs; a bot's lineage")
+    _common(ev, top=False)
+    ev.add_argument("--data", metavar="FILE[,FILE]", help="candle files, one per pair")
+    ev.add_argument("--population", type=_count, metavar="N", help="DNAs per generation (4-200)")
+    ev.add_argument("--generations", type=_count, metavar="G", help="generations, the first included")
+    ev.add_argument("--seed", type=int, metavar="S", help="random seed (same seed + data = same run)")
+    ev.add_argument("--strategies", metavar="NAME[,NAME]", help="strategies to evolve (default all)")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    esub = ev.add_subparsers(dest="evolve_command", metavar="ACTION", parser_class=_Parser)
+    es = esub.add_parser("show", help="recorded runs; each generation's best and mean fitness")
+    _common(es, top=False)
+    es.add_argument("--run", metavar="R", help="the run to show (default the newest)")
+    el = esub.add_parser("lineage", help="a member's or a bot's ancestors (parents, recursively)")
+    _common(el, top=False)
+    el.add_argument("target", metavar="MEMBER|BOT", help="<run>/g<gen>/m<idx>, or a bot's name or id")
+    for action in (es, el):
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable")
+
+
+def _optimize_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    op = sub.add_parser(
+        "optimize", help="search a strategy's parameters with optuna, validated walk-forward on candle files"
+    )
+    _common(op, top=False)
+    op.add_argument("--strategy", required=True, metavar="NAME", help="a built-in strategy, e.g. sma_cross")
+    op.add_argument("--data", required=True, metavar="FILE[,FILE]", help="candle files, one bot per file")
+    op.add_argument("--pair", dest="opt_pair", metavar="P", help="pair of the file(s) when the name lacks it")
+    op.add_argument("--timeframe", dest="opt_timeframe", metavar="T", help="timeframe if the name lacks it")
+    op.add_argument("--trials", type=int, metavar="N", help="trials this run adds (default from config)")
+    op.add_argument("--sampler", choices=("tpe", "nsga2"), default="tpe", help="tpe (default) or nsga2")
+    op.add_argument("--seed", type=int, metavar="S", help="sampler seed (default from config)")
+    op.add_argument("--folds", type=int, metavar="K", help="walk-forward folds ([autonomy.optimize] folds)")
+    op.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes sharing the study")
+    op.add_argument("--storage", metavar="URL", help="optuna storage URL (default sqlite in the data dir)")
+    op.add_argument("--study", metavar="NAME", help="create or join this study (default a new one)")
+    op.add_argument("--exits", action="store_true", help="also search stop-loss, take-profit")
+    op.add_argument("--capital", type=_capital, metavar="Q", help="capital per bot in quote (default 1000)")
+    op.add_argument("--apply", metavar="BOT", help="submit the best params to this bot (proposal or change)")
+    op.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _capital(text: str) -> Decimal:
@@ -329,6 +380,22 @@ def run(argv: Sequence[str] | None = None) -> int:
             from amarktai_tui.ops.backtest_commands import run_backtest_command
 
             return run_backtest_command(args, settings, data_dir)
+        if args.command == "optimize":
+            from amarktai_tui.ops.optimize_commands import run_optimize
+
+            return run_optimize(args, settings, data_dir)
+        if args.command == "evolve":
+            from amarktai_tui.ops.evolve_commands import run_evolve
+
+            return run_evolve(args, settings, data_dir)
+        if args.command == "learn":
+            from amarktai_tui.ops.learn_commands import run_learn
+
+            return run_learn(args, settings, data_dir)
+        if args.command == "autonomy":
+            from amarktai_tui.ops.autonomy_commands import run_autonomy
+
+            return run_autonomy(args, settings, data_dir)
         if args.command == "balances":
             from amarktai_tui.ops.balance_commands import run_balances
 

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from amarktai_tui.domain.enums import BotState, LifecycleStage, OrderState, Side, TradingMode
 from amarktai_tui.domain.types import Candle, Fill, Order, OrderIntent, split_pair, timeframe_to_ms
@@ -68,6 +69,9 @@ from amarktai_tui.risk.pipeline import Decision, Outcome, Pipeline, PipelineSett
 from amarktai_tui.risk.sizing import Exposure, SizeResult, entry_quantity
 from amarktai_tui.risk.staggerer import ExchangeLimits
 from amarktai_tui.strategies.registry import make_strategy
+
+if TYPE_CHECKING:
+    from amarktai_tui.autonomy.regime import RegimeBook
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,7 @@ class EngineCore:
         self.bus.subscribe(StageChanged, self._on_stage_changed)
         # autonomy (issue 8): scale of an entry's size for a runner, (0, reason) to refuse it; None = 1
         self.size_hook: Callable[[BotRunner], tuple[Decimal, str]] | None = None
+        self.regimes: RegimeBook | None = None  # each stream's market regime (autonomy.regime.attach_regimes)
         self.stages = StageKeeper(self)  # lifecycle stages: tallies, eligibility, quarantine (engine.stages)
 
     # -- start-up -----------------------------------------------------------

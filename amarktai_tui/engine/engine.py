@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
-from amarktai_tui.domain.enums import BotState, TradingMode
-from amarktai_tui.domain.types import split_pair, timeframe_to_ms
+from amarktai_tui.domain.enums import BotState, RiskMode, Side, TradingMode
+from amarktai_tui.domain.types import Candle, split_pair, timeframe_to_ms
 from amarktai_tui.engine.core import EngineCore, RefusalEntry, SubmitResult
 from amarktai_tui.engine.events import BotCreated, BreakerReset, ModeSwitched
 from amarktai_tui.engine.lifecycle import check_transition
@@ -26,6 +27,7 @@ from amarktai_tui.ledger.store import StageChange, TripReset
 from amarktai_tui.ops.backup import backup_on_engine
 from amarktai_tui.risk.allocator import Allocation, AllocationPlan
 from amarktai_tui.risk.breakers import Breaker, Trip
+from amarktai_tui.strategies.exits import ExitRules, PositionExitTracker
 from amarktai_tui.strategies.registry import make_strategy
 
 __all__ = ["BotSpec", "EngineError", "RefusalEntry", "ResetResult", "SubmitResult", "TradingEngine"]
@@ -123,8 +125,8 @@ class TradingEngine(EngineCore):
         await self.flush()
         return n
 
-    async def create_bot(self, spec: BotSpec) -> BotRunner:
-        """Create and fund a bot (paper); raises EngineError with the reason when it cannot."""
+    def check_new_bot(self, spec: BotSpec, *, from_pool: bool = False) -> None:
+        """Raise EngineError with the reason when ``create_bot(spec, from_pool=...)`` would refuse it."""
         if any(r.rec.name == spec.name for r in self.runners.values()):
             raise EngineError(f"a bot named {spec.name!r} exists already")
         try:
@@ -141,12 +143,24 @@ class TradingEngine(EngineCore):
             raise EngineError(f"{len(self.runners)} bots exist; the limit is {TOTAL_BOT_CAP}")
         if spec.capital <= 0:
             raise EngineError("capital must be > 0")
+        if from_pool and spec.capital > self.pool:
+            raise EngineError(f"the account pool holds {self.pool}; {spec.capital} cannot come from it")
         refusal = order_type_refusal(spec.exchange, spec.order_type)
         if refusal:
             raise EngineError(refusal)
+
+    async def create_bot(self, spec: BotSpec, *, from_pool: bool = False) -> BotRunner:
+        """Create and fund a bot (paper); raises EngineError with the reason when it cannot.
+
+        ``from_pool``: its capital comes out of the account pool (an account-level ``allocation``
+        event of -capital, written right after the bot and its funding), so the account's total
+        (funding + pool) is unchanged; refused when the pool holds less.
+        """
+        self.check_new_bot(spec, from_pool=from_pool)
         rec = record_of(spec)
         now = self._clock()
-        rec.id = await self.store.insert_bot(rec, now, spec.capital, split_pair(spec.pair)[1])
+        quote = split_pair(spec.pair)[1]
+        rec.id = await self.store.insert_bot(rec, now, spec.capital, quote)
         runner = self._add_runner(rec, spec.capital)
         self.board.add_bot(rec.id, 0.0)
         self.board.flow(rec.id, spec.capital)  # new capital is funding, not today's profit
@@ -155,6 +169,11 @@ class TradingEngine(EngineCore):
         self.broker.set_balance(rec.id, spec.capital)
         if self.board.covering(rec.id) is not None:
             self._set_state(runner, BotState.CIRCUIT_TRIPPED, "an account breaker is tripped")
+        if from_pool:
+            note = f"capital of {rec.name} from the pool"
+            self._batch.events.append((now, None, "allocation", -spec.capital, quote, note))
+            self.pool -= spec.capital
+            await self.flush()
         self.bus.publish(BotCreated(now, rec.id, rec.name))
         return runner
 
@@ -178,6 +197,77 @@ class TradingEngine(EngineCore):
         runner.rec.params = merged
         await self.store.set_bot_params(bot_id, merged, self._clock())
         return dict(strategy.params)
+
+    async def set_bot_fields(self, bot_id: int, fields: dict[str, object]) -> None:
+        """Change some of a bot's settings and write them at once: ``risk_mode`` (RiskMode or its
+        value), ``size_multiplier`` (Decimal > 0), ``stop_loss``/``take_profit``/``trailing_stop``
+        (Decimal fractions 0 < x < 1, or None = off). Used by ``autonomy.changes``.
+
+        The next entry is sized with the new risk mode and multiplier. New exit rules apply to an
+        open position at once: its trigger levels are recomputed from its entry price (the price of
+        the buy fill that opened it) and the highest price seen so far is kept. Raises EngineError
+        for an unknown bot, another key or a bad value (nothing changed then).
+        """
+        runner = self.runners.get(bot_id)
+        if runner is None:
+            raise EngineError(f"no bot with id {bot_id}")
+        allowed = ("risk_mode", "size_multiplier", "stop_loss", "take_profit", "trailing_stop")
+        bad = [k for k in fields if k not in allowed]
+        if bad:
+            raise EngineError(f"{', '.join(bad)}: not a bot setting that can be changed here")
+        rec = runner.rec
+        risk_mode, multiplier = rec.risk_mode, rec.size_multiplier
+        exits: dict[str, Decimal | None] = {
+            "stop_loss": rec.stop_loss, "take_profit": rec.take_profit, "trailing_stop": rec.trailing_stop
+        }  # fmt: skip
+        try:
+            for key, v in fields.items():
+                if key == "risk_mode":
+                    risk_mode = RiskMode(v.value if isinstance(v, RiskMode) else str(v))
+                elif key == "size_multiplier":
+                    if not isinstance(v, Decimal) or not v.is_finite() or v <= 0:
+                        raise ValueError(f"size_multiplier={v!r}: must be a Decimal > 0")
+                    multiplier = v
+                elif v is None or isinstance(v, Decimal):
+                    exits[key] = v
+                else:
+                    raise ValueError(f"{key}={v!r}: must be a Decimal fraction or None")
+            rules = ExitRules(exits["stop_loss"], exits["take_profit"], exits["trailing_stop"])
+        except ValueError as exc:
+            raise EngineError(f"{rec.name}: {exc}") from None
+        rec.risk_mode, rec.size_multiplier = risk_mode, multiplier
+        rec.stop_loss, rec.take_profit = rules.stop_loss, rules.take_profit
+        rec.trailing_stop = rules.trailing_stop
+        if fields.keys() & exits.keys():
+            runner.tracker = self._exit_tracker(runner, rules)
+        written = {"risk_mode": risk_mode, "size_multiplier": multiplier, **exits}
+        await self.store.set_bot_fields(bot_id, {k: written[k] for k in fields}, self._clock())
+
+    def _exit_tracker(self, runner: BotRunner, rules: ExitRules) -> PositionExitTracker | None:
+        """A tracker with ``rules`` for ``runner``, following its open position (if any) from the
+        entry fill's price and the old tracker's peak."""
+        if rules.stop_loss is None and rules.take_profit is None and rules.trailing_stop is None:
+            return None
+        tracker = PositionExitTracker(rules)
+        if not runner.long:
+            return tracker
+        bot_id = runner.rec.id
+        entry = next(
+            (f.price for f in reversed(self.fill_log)
+             if f.bot_id == bot_id and f.side is Side.BUY and f.ts == runner.entry_ts),
+            None,
+        )  # fmt: skip
+        if entry is None:  # no fill for the position's entry time: its cost per unit stands in
+            qty = runner.book.position_qty
+            entry = runner.book.cost_basis / qty if qty else None
+        if entry is None or entry <= 0:
+            return tracker
+        tracker.on_entry(float(entry))  # as the runner does on the fill
+        old = runner.tracker.peak if runner.tracker is not None else None
+        if old is not None and old > float(entry):  # raise the peak: a check on a one-price candle
+            rec = runner.rec
+            tracker.check(Candle(rec.pair, rec.timeframe, runner.entry_ts, old, old, old, old, 0.0))
+        return tracker
 
     # -- lifecycle stages (engine.stages) ----------------------------------------
     def bot_by_ref(self, ref: str | int) -> BotRunner:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
+from amarktai_tui.autonomy.regime import attach_regimes
 from amarktai_tui.config import BotSettings, Settings
 from amarktai_tui.domain.enums import LifecycleStage, RiskMode, TradingMode
 from amarktai_tui.engine.engine import BotSpec, TradingEngine
@@ -243,6 +244,7 @@ async def open_engine(
         run_stages=run_stages,
     )
     engine.stages.rules = rules_from(settings.promotion)  # [promotion] criteria and live floors
+    attach_regimes(engine, settings)  # regimes shown; entry sizes scaled in autonomous mode only
     try:
         await engine.start(bot_specs(settings, streams))
         await store.set_kv("trading_mode", engine.mode.value)

@@ -30,6 +30,7 @@ class BotSpec:
     trailing_stop: Decimal | None = None
     sizing: str = "fixed"
     order_type: str = "market"
+    dna_id: str | None = None  # the evolution member it was spawned from (autonomy.evolution)
 
 
 def record_of(spec: BotSpec) -> BotRecord:
@@ -52,4 +53,5 @@ def record_of(spec: BotSpec) -> BotRecord:
         last_candle_ts=None,
         sizing=spec.sizing,
         order_type=spec.order_type,
+        dna_id=spec.dna_id,
     )

@@ -64,15 +64,19 @@ from amarktai_tui.engine.events import (
     AiActionProposed,
     AiActionRefused,
     BackupCreated,
+    BotAdjusted,
     BotCreated,
+    BotQuarantined,
     BotStateChanged,
     BreakerReset,
     BreakerTripped,
     CapitalChanged,
     Event,
     EventBus,
+    GenerationEvolved,
     ModeSwitched,
     OrderFilled,
+    RegimeChanged,
     ReportSent,
     StageChanged,
 )
@@ -120,6 +124,11 @@ AUDIT_TYPES: tuple[str, ...] = (
     "report_sent",  # a weekly or monthly report
     "alert_sent",  # a batch of alert mails
     "backup_created",
+    "bot_adjusted",  # autonomy: a change applied, accepted, rejected, reverted or refused (bot_adjustments)
+    "adjustment_proposed",  # autonomy, expert mode: a change waiting for the user
+    "bot_quarantined",
+    "regime_changed",
+    "generation_evolved",
 )
 ACTORS: tuple[str, ...] = ("user", "ai", "engine", "autopilot", "cli")
 
@@ -135,7 +144,7 @@ _CRITICAL = frozenset(
         "bot_promoted_to_live",
     }
 )
-_WARNING = frozenset({"bot_deleted", "ai_action_refused", "ai_action_failed"})
+_WARNING = frozenset({"bot_deleted", "ai_action_refused", "ai_action_failed", "bot_quarantined"})
 DEFAULT_SEVERITY: dict[str, Severity] = {
     t: Severity.CRITICAL if t in _CRITICAL else Severity.WARNING if t in _WARNING else Severity.INFO
     for t in AUDIT_TYPES
@@ -348,6 +357,39 @@ def _report(e: ReportSent, live: bool) -> _Parts:
     return kind, None, "engine", None, None, details
 
 
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _adjusted(e: BotAdjusted, live: bool) -> _Parts:
+    """A ``bot_adjustments`` row (``autonomy.changes``); the autopilot's own rows are the autopilot's."""
+    kind = "adjustment_proposed" if e.status == "proposed" else "bot_adjusted"
+    actor = "autopilot" if e.source == "autopilot" else actor_of(e.actor)
+    details = {"adjustment_id": e.adjustment_id, "source": e.source, "field": e.field, "status": e.status,
+               "before": _json(e.before), "after": _json(e.after), "reason": e.reason, "ref_id": e.ref_id}  # fmt: skip
+    return kind, None, actor, e.bot_id, e.name, details
+
+
+def _quarantined(e: BotQuarantined, live: bool) -> _Parts:
+    details = {"level": e.level, "rule": e.rule, "reason": e.reason, "until_ts": e.until_ts}
+    return "bot_quarantined", None, "engine", e.bot_id, e.name, details
+
+
+def _regime(e: RegimeChanged, live: bool) -> _Parts:
+    details = {"exchange": e.exchange, "pair": e.pair, "timeframe": e.timeframe, "from": e.old, "to": e.regime,
+               "adx": e.adx, "bb_width": e.bb_width, "atr_pct": e.atr_pct}  # fmt: skip
+    return "regime_changed", None, "engine", None, None, details
+
+
+def _generation(e: GenerationEvolved, live: bool) -> _Parts:
+    details = {"run": e.run, "generation": e.generation, "best_fitness": str(e.best_fitness),
+               "mean_fitness": str(e.mean_fitness), "best_member": e.best_member}  # fmt: skip
+    return "generation_evolved", None, "engine", None, None, details
+
+
 _CLASSIFIERS: dict[type[Event], Callable[[Any, bool], _Parts]] = {
     BotCreated: _bot_created,
     BotStateChanged: _bot_state,
@@ -359,6 +401,10 @@ _CLASSIFIERS: dict[type[Event], Callable[[Any, bool], _Parts]] = {
     BreakerReset: _reset,
     BackupCreated: _backup,
     ReportSent: _report,
+    BotAdjusted: _adjusted,
+    BotQuarantined: _quarantined,
+    RegimeChanged: _regime,
+    GenerationEvolved: _generation,
     **dict.fromkeys(_AI_TYPES, _ai),
 }
 

@@ -30,19 +30,20 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from amarktai_tui.config import BotSettings, Settings
-from amarktai_tui.domain.types import split_pair, timeframe_to_ms
+from amarktai_tui.domain.types import Candle, split_pair, timeframe_to_ms
 from amarktai_tui.ledger import reader
 from amarktai_tui.ledger.profits import BotProfit, Point, ProfitFigures, ProfitService, fill_fee
 from amarktai_tui.ledger.reader import FillRow, TripRow
 from amarktai_tui.ledger.schema import connect_readonly
 from amarktai_tui.locations import db_path
+from amarktai_tui.market.base import FeedStatus, MarketFeed
 from amarktai_tui.market.errors import CandleFileError
 from amarktai_tui.market.names import pair_timeframe_from_name, parse_file_name
 from amarktai_tui.strategies.base import StrategyParamError
@@ -62,7 +63,12 @@ class BacktestUsageError(ValueError):
 class BacktestRequest:
     """What to run: a built-in strategy (``strategies.registry``) with ``params`` (unchecked user
     input; missing ones take their defaults) over candle ``files``; ``pair``/``timeframe`` override
-    the file names; ``capital`` per bot in quote (None = the ``[[bots]]`` default)."""
+    the file names; ``capital`` per bot in quote (None = the ``[[bots]]`` default); ``risk_mode``
+    a ``RiskMode`` value (None = the ``[[bots]]`` default; evolution sets its DNA's);
+    ``stop_loss``/``take_profit`` fractions (None = the ``[[bots]]`` defaults; the optimiser sets
+    them); ``trade_from_ms``: candles opening before it (ms UTC) only warm the strategy up, as an
+    exchange feed's history does (no orders), and trading starts with the first candle at or after
+    it (None = every candle is traded; a walk-forward window starts here)."""
 
     strategy: str
     files: tuple[str, ...]
@@ -70,6 +76,10 @@ class BacktestRequest:
     pair: str | None = None
     timeframe: str | None = None
     capital: Decimal | None = None
+    risk_mode: str | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    trade_from_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +234,11 @@ def backtest_settings(
         }
         if request.capital is not None:
             fields["capital"] = request.capital
+        if request.risk_mode is not None:
+            fields["risk_mode"] = request.risk_mode
+        for exit_ in ("stop_loss", "take_profit"):
+            if getattr(request, exit_) is not None:
+                fields[exit_] = getattr(request, exit_)
         try:
             bots.append(BotSettings(**fields))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -271,6 +286,8 @@ async def run_backtest(
     with EngineLock(lock_path(run_dir)):
         engine, feed = await open_engine(bt_settings, run_dir, replay, bus)
         total = feed.total if isinstance(feed, ReplayFeed) else 0
+        if request.trade_from_ms is not None:
+            feed = _TradeFrom(feed, request.trade_from_ms)
         reporter = None
         if on_progress is not None:
             reporter = asyncio.ensure_future(_report_progress(feed.status, total, on_progress))
@@ -299,6 +316,47 @@ async def run_backtest(
         candles=engine.candles_seen,
         elapsed_s=elapsed,
     )
+
+
+class _TradeFrom:
+    """``feed`` whose candles opening before ``ts`` are warm-up history (``history()``), not traded."""
+
+    def __init__(self, feed: MarketFeed, ts: int) -> None:
+        self._feed, self._ts = feed, ts
+        self._it = feed.candles().__aiter__()
+        self._before: list[Candle] | None = None
+        self._next: Candle | None = None
+
+    @property
+    def streams(self) -> list[tuple[str, str]]:
+        return self._feed.streams
+
+    def status(self) -> FeedStatus:
+        return self._feed.status()
+
+    def stop(self) -> None:
+        self._feed.stop()
+
+    async def _split(self) -> list[Candle]:
+        if self._before is None:
+            self._before = []
+            async for c in self._it:
+                if c.ts >= self._ts:
+                    self._next = c
+                    break
+                self._before.append(c)
+        return self._before
+
+    async def history(self, pair: str, timeframe: str, limit: int) -> list[Candle]:
+        before = [c for c in await self._split() if c.pair == pair and c.timeframe == timeframe]
+        return before[-limit:] if limit > 0 else []
+
+    async def candles(self) -> AsyncIterator[Candle]:
+        await self._split()
+        if self._next is not None:
+            yield self._next
+            async for c in self._it:
+                yield c
 
 
 async def _report_progress(status: Callable[[], Any], total: int, on_progress: ProgressFn) -> None:

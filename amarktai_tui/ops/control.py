@@ -22,6 +22,8 @@ and answers ``{"ok": true, "changed": bool}``: the engine records the switch and
 trading live, stops (``ops.mode``).
 ``audit`` carries ``"entry": ENTRY`` (``ops.audit.AuditEntry.to_json``'s shape) and answers
 ``{"ok": true}`` once the entry is written (``ops.audit.record_remote``).
+``autonomy`` (``"action": "submit" | "accept" | "reject" | "revert"``) goes to the engine's
+``Adjuster``; see ``ops.autonomy_commands``.
 
 ``{"cmd": "chat"}`` turns the connection into an AI console session (``ops.chat_remote``):
 ``amarktai chat`` while an engine runs.
@@ -66,8 +68,8 @@ MAX_CHAT_LINE = (
     1024 * 1024
 )  # bytes of a chat connection's line (ops.chat_remote); requests stay <= MAX_REQUEST
 READ_TIMEOUT_S = 10.0  # a connection that sends no complete line in this time is dropped
-COMMANDS = ("halt", "resume", "reset", "promote", "demote", "mode", "audit")
-"""promote/demote: ops.stage_commands; audit: ops.audit.record_remote"""
+COMMANDS = ("halt", "resume", "reset", "promote", "demote", "mode", "audit", "autonomy")
+"""promote/demote: ops.stage_commands; audit: ops.audit.record_remote; autonomy: ops.autonomy_commands"""
 
 
 class ControlError(RuntimeError):
@@ -268,6 +270,10 @@ async def _run(
         from amarktai_tui.ops.stage_commands import run_stage_command
 
         return await run_stage_command(engine, cmd, req, actor, reason)
+    if cmd == "autonomy":  # proposals and changes through the engine's Adjuster
+        from amarktai_tui.ops.autonomy_commands import run_autonomy_control
+
+        return await run_autonomy_control(engine, req, actor)
     if cmd == "audit":  # an audit entry made by a CLI process (``ops.audit.note_offline``)
         from amarktai_tui.ops.audit import record_remote
 

@@ -80,6 +80,9 @@ async def start_services(
             services.add("mail", mail.close)
             if mail.alerts is not None:  # [smtp] alerts = true: critical audit entries are mailed
                 services.add("alert feed", _closer(audit.subscribe(mail.alerts.notify)))
+        from amarktai_tui.autonomy.service import start_autonomy  # its Adjuster: changes.adjuster_for(engine)
+
+        services.add("autonomy", (await start_autonomy(engine, settings.autonomy))[0].close)
     except BaseException:
         await services.close()
         raise

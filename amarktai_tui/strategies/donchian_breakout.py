@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from amarktai_tui.domain.enums import SignalAction
 from amarktai_tui.domain.types import HOLD, Candle, Signal
 from amarktai_tui.strategies._fmt import fmt_price
-from amarktai_tui.strategies.params import ParamSpec, ParamValue, validate_params
+from amarktai_tui.strategies.params import ParamSpec, ParamValue, SearchRange, validate_params
 
 __all__ = ["DonchianBreakout"]
 
@@ -53,6 +53,9 @@ class DonchianBreakout:
         ParamSpec("exit_period", "int", 10, "candles in the exit (lower) channel", minimum=1, maximum=10_000),
     )
     CONSTRAINTS: ClassVar[tuple[str, ...]] = ()
+    SEARCH: ClassVar[Mapping[str, SearchRange]] = MappingProxyType(
+        {"entry_period": SearchRange(5, 200, log=True), "exit_period": SearchRange(3, 100, log=True)}
+    )
     EDGE: ClassVar[str] = (
         "entry channel height (highest high - lowest low, previous entry_period candles) in bps"
     )

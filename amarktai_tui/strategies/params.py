@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from amarktai_tui.strategies.base import StrategyParamError
 
-__all__ = ["ParamSpec", "ParamValue", "StrategyInfo", "validate_params"]
+__all__ = ["ParamSpec", "ParamValue", "SearchRange", "StrategyInfo", "validate_params"]
 
 ParamValue = int | float | str
 
@@ -93,6 +93,20 @@ class ParamSpec:
             "choices": list(self.choices),
             "range": self.range_text(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRange:
+    """Where an optimiser looks for a numeric parameter (a strategy's ``SEARCH``, used by
+    ``autonomy.optimize``): ``low`` to ``high`` inclusive, inside the ParamSpec's valid range but
+    narrower where that range is only a sanity bound. ``above``: the name of a parameter this one
+    must exceed (sma_cross's ``slow`` > ``fast``): sampled after it, from ``max(low, it + 1)`` for
+    an int (+ 1e-6 for a float). ``log``: sample on a log scale (lengths in candles)."""
+
+    low: float
+    high: float
+    above: str | None = None
+    log: bool = False
 
 
 @dataclass(frozen=True, slots=True)

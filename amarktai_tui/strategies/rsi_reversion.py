@@ -11,7 +11,7 @@ from amarktai_tui.domain.enums import SignalAction
 from amarktai_tui.domain.types import HOLD, Candle, Signal
 from amarktai_tui.strategies._fmt import fmt_price
 from amarktai_tui.strategies.base import StrategyParamError
-from amarktai_tui.strategies.params import ParamSpec, ParamValue, validate_params
+from amarktai_tui.strategies.params import ParamSpec, ParamValue, SearchRange, validate_params
 
 __all__ = ["RsiReversion"]
 
@@ -58,6 +58,13 @@ class RsiReversion:
         ParamSpec("overbought", "float", 70.0, "RSI level above which to sell", 0.0, 100.0, exclusive=True),
     )
     CONSTRAINTS: ClassVar[tuple[str, ...]] = ("oversold < overbought",)
+    SEARCH: ClassVar[Mapping[str, SearchRange]] = MappingProxyType(
+        {
+            "period": SearchRange(5, 40),
+            "oversold": SearchRange(10, 45),
+            "overbought": SearchRange(55, 90, above="oversold"),
+        }
+    )
     EDGE: ClassVar[str] = "distance from the close to SMA(period) in bps of the close, floored at 0"
 
     __slots__ = (

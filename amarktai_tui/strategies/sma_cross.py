@@ -11,7 +11,7 @@ from amarktai_tui.domain.enums import SignalAction
 from amarktai_tui.domain.types import HOLD, Candle, Signal
 from amarktai_tui.strategies._fmt import fmt_price
 from amarktai_tui.strategies.base import StrategyParamError
-from amarktai_tui.strategies.params import ParamSpec, ParamValue, validate_params
+from amarktai_tui.strategies.params import ParamSpec, ParamValue, SearchRange, validate_params
 
 __all__ = ["SmaCross"]
 
@@ -63,6 +63,9 @@ class SmaCross:
         ParamSpec("kind", "choice", "sma", "average type: simple or exponential", choices=("sma", "ema")),
     )
     CONSTRAINTS: ClassVar[tuple[str, ...]] = ("fast < slow",)
+    SEARCH: ClassVar[Mapping[str, SearchRange]] = MappingProxyType(
+        {"fast": SearchRange(2, 60, log=True), "slow": SearchRange(5, 300, above="fast", log=True)}
+    )
     EDGE: ClassVar[str] = (
         "mean absolute close-to-close move over the last `slow` candles x sqrt(slow), in bps of the close"
     )
