@@ -221,6 +221,9 @@ def _f(x: float | None) -> float:
     return math.nan if x is None else x
 
 
+WARMUP_CANDLES = 28  # ADX(14)'s first value (the longest of the three indicators)
+
+
 class RegimeBook:
     """Every stream's regime, fed by ``EngineTick``; the engine's size hook in autonomous mode.
 
@@ -235,17 +238,22 @@ class RegimeBook:
         self.trackers: dict[tuple[str, str], RegimeTracker] = {}
         self.now_ms = 0
         self.changes = 0  # RegimeChanged events published
+        self.warmup = WARMUP_CANDLES  # candles of history a stream needs before its regime is known
         self.refusals: deque[tuple[int, int, str]] = deque(maxlen=200)
         self.last_scale: dict[int, tuple[Decimal, str]] = {}
         self._bus: EventBus | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- feeding --------------------------------------------------------------------------
-    def attach(self, bus: EventBus) -> None:
-        """Subscribe to ``bus``'s ``EngineTick`` (publishing ``RegimeChanged`` there)."""
+    def attach(self, bus: EventBus, *, subscribe: bool = True) -> None:
+        """Publish ``RegimeChanged`` on ``bus``; with ``subscribe`` also feed on its ``EngineTick``
+        (published after the bots acted). The engine instead calls ``observe`` itself before its
+        bots see the candle (``EngineCore.process``, ``warm_up``), so an entry is sized by the
+        regime of its own decision candle."""
         self.detach()
         self._bus = bus
-        self._unsubscribe = bus.subscribe(EngineTick, self.on_tick)
+        if subscribe:
+            self._unsubscribe = bus.subscribe(EngineTick, self.on_tick)
 
     def detach(self) -> None:
         if self._unsubscribe is not None:
@@ -253,9 +261,13 @@ class RegimeBook:
         self._unsubscribe = self._bus = None
 
     def on_tick(self, ev: EngineTick) -> None:
-        """Feed the tick's candle to its stream's tracker; publish ``RegimeChanged`` on a change."""
-        self.now_ms = ev.ts
-        c = ev.candle
+        """Feed the tick's candle (``observe``)."""
+        self.observe(ev.ts, ev.candle)
+
+    def observe(self, now_ms: int, c: Candle) -> None:
+        """Feed a closed candle to its stream's tracker (``now_ms`` engine time, ms UTC); publish
+        ``RegimeChanged`` on a change. A candle not newer than the stream's last is ignored."""
+        self.now_ms = now_ms
         key = (c.pair, c.timeframe)
         tracker = self.trackers.get(key)
         if tracker is None:
@@ -269,7 +281,7 @@ class RegimeBook:
             if self._bus is not None:
                 self._bus.publish(
                     RegimeChanged(
-                        ev.ts,
+                        now_ms,
                         self.exchange,
                         c.pair,
                         c.timeframe,
@@ -339,7 +351,7 @@ def attach_regimes(engine: EngineCore, settings: Settings) -> RegimeBook | None:
         engine.regimes = None
         return None
     book = RegimeBook(regime, settings.market.exchange)
-    book.attach(engine.bus)
+    book.attach(engine.bus, subscribe=False)  # the engine feeds it (EngineCore.process, warm_up)
     engine.regimes = book
     if settings.autonomy.mode == "autonomous":
         engine.size_hook = book.size_scale

@@ -181,15 +181,12 @@ async def start_autonomy(
     attach(engine, adjuster)
     service.on_close(lambda: detach(engine))
     try:
-        # -- registrations: one line per helper, e.g.
-        #    `job = healing.register(service, engine, adjuster, settings)` (+ `service.on_close(job.close)`)
-        pass
+        # each registers its job when its section is enabled and closes it with the service
         from amarktai_tui.autonomy import autopilot, healing, learning
 
         learning.register(service, engine, adjuster, settings)  # when [autonomy.learning] enabled
         healing.register(service, engine, adjuster, settings)  # when [autonomy.healing] enabled
         autopilot.register(service, engine, adjuster, settings)  # when [autonomy.autopilot] enabled
-        # -- end of registrations
     except BaseException:
         await service.close()
         raise

@@ -277,6 +277,8 @@ class EngineCore:
         """
         for (pair, tf), runners in self._by_stream.items():
             need = max((r.strategy.warmup for r in runners), default=0)
+            if self.regimes is not None:
+                need = max(need, self.regimes.warmup)
             if not need:
                 continue
             try:
@@ -284,7 +286,10 @@ class EngineCore:
             except Exception as exc:  # a failed backfill delays signals; it must not stop the engine
                 log.warning("warm-up history for %s %s failed: %s", pair, tf, exc)
                 continue
+            regimes = self.regimes
             for c in history:
+                if regimes is not None:
+                    regimes.observe(c.ts + timeframe_to_ms(tf), c)
                 for r in runners:
                     try:
                         r.warm(c)
@@ -305,6 +310,8 @@ class EngineCore:
             self._release_due(close_ts - 1)  # staggered submissions that fall inside this candle
         for upd in self.broker.on_candle(c):
             self._on_update(upd)
+        if self.regimes is not None:  # before the bots: an entry is sized by its own candle's regime
+            self.regimes.observe(self.now_ms, c)
         runners = self._by_stream.get((c.pair, c.timeframe))
         if runners:
             board = self.board

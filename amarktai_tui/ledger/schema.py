@@ -311,6 +311,7 @@ CREATE TABLE bot_adjustments (
     ref_id      INTEGER REFERENCES bot_adjustments(id) -- the proposal accepted/rejected, the change reverted
 );
 CREATE INDEX bot_adjustments_bot ON bot_adjustments(bot_id, ts);
+CREATE INDEX bot_adjustments_ref ON bot_adjustments(ref_id);
 CREATE TRIGGER bot_adjustments_no_update BEFORE UPDATE ON bot_adjustments
 BEGIN SELECT RAISE(ABORT, 'bot_adjustments are append-only'); END;
 CREATE TRIGGER bot_adjustments_no_delete BEFORE DELETE ON bot_adjustments

@@ -123,11 +123,12 @@ def _entries(fills: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _regime_at(changes: list[RegimeChanged], pair: str, decision_ts: int) -> str:
-    """The stream's regime when the decision candle (opened at ``decision_ts``) opened: the last
-    change published at or before that time (a change is published at its candle's close)."""
+    """The stream's regime at the close of the decision candle (opened at ``decision_ts``): the
+    engine feeds the book before its bots, so an entry is sized by its own candle's regime (a
+    change is published at its candle's close)."""
     regime = "unknown"
     for ev in changes:
-        if ev.pair == pair and ev.ts <= decision_ts:
+        if ev.pair == pair and ev.ts <= decision_ts + HOUR:
             regime = ev.regime
     return regime
 
