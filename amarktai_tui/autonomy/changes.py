@@ -10,7 +10,8 @@ the engine's own commands and appends one row of ``bot_adjustments`` per decisio
 2. source ``evolution`` or ``autopilot`` on a live bot (stage live, or an engine trading live) ->
    ``refused`` (paper only);
 3. the value is brought within the bounds (``bounds.clamp``); a value that cannot be -> ``refused``;
-   a value equal to the bot's current one -> ``refused`` ("no change");
+   a value equal to the bot's current one -> ``refused`` ("no change"); a ``spawn`` the engine would
+   refuse now (below) -> ``refused``;
 4. expert mode -> ``proposed`` (nothing changes until ``accept``; an identical pending proposal is
    not repeated: the existing one is returned); autonomous mode -> applied -> ``applied``, or
    ``refused`` with the engine's reason when the engine refuses it.
@@ -20,7 +21,8 @@ the engine's own commands and appends one row of ``bot_adjustments`` per decisio
 through the same engine commands, without the bounds (it restores what the bot had, which the user
 or the bounds once allowed), and appends ``reverted``. These three raise ``AdjustmentError`` (one
 line, nothing written) for an unknown id, a row in the wrong status or already answered, or a change
-the engine refuses now. A ``replace`` is not revertible (stop the new bot instead).
+the engine refuses now. A ``replace`` or a ``spawn`` is not revertible (stop the new bot instead:
+its capital is then the user's to move, and a revert could not give back exactly what was spent).
 
 How each field is applied (engine): params -> ``set_bot_params`` (the strategy restarts its warm-up);
 risk_mode, size_multiplier, stop_loss, take_profit -> ``set_bot_fields``; state ->
@@ -29,11 +31,24 @@ between the account pool and the bot (a pair of ``allocation`` ledger events), a
 limited to what the pool holds and a decrease to the bot's free cash (a revert must restore exactly,
 or it is refused); replace -> the bot is stopped (if it is not), its free cash up to its capital goes
 back to the pool, and a new paper bot is created from the DNA with ``create_bot(from_pool=True)``
-(capital limited to what the pool then holds). So the account's total (funding + pool) never changes.
+(capital limited to what the pool then holds); spawn -> a new paper bot is created from the DNA with
+``create_bot(from_pool=True)``, its whole capital taken from the account pool, nothing retired.
+So the account's total (funding + pool) never changes.
+
+``spawn`` (the autopilot's new bot from an evolved DNA; any source may submit one): ``bot_id`` is the
+sponsor, the bot whose lineage or exits the DNA comes from (the autopilot: yesterday's top earner);
+every row of the spawn names the sponsor, and the applied/accepted row's ``after`` carries the new
+bot's ``bot_id`` and ``name``. The DNA's missing keys are taken from the sponsor and it is bounded as
+a ``replace`` DNA (``bounds.clamp_dna``); the name is the DNA's, else ``<sponsor>-<n>``. Refused
+(one line) when the account trades live (a spawned bot is always a paper bot), the name is taken,
+the exchange is at its bot cap or 45 bots exist, the market or strategy is unknown, or, when it is
+applied (autonomous mode, or an accept), the account pool holds less than the DNA's capital (the
+amount is never reduced). A proposal is checked against the pool only when accepted: the autopilot
+proposes the sweeps that fill the pool first, and the user accepts them in that order.
 
 With no engine running, ``Adjuster.offline`` works on a ``LedgerStore`` opened under the engine lock
 (the CLI): params, risk_mode, size_multiplier, exits and state are written to ``bots`` (the next
-engine loads them); capital and replace need the engine and are refused.
+engine loads them); capital, replace and spawn need the engine and are refused.
 
 The running Adjuster of an engine: ``adjuster_for(engine)`` (``autonomy.service.start_autonomy``
 attaches it); the TUI and the control socket find it there.
@@ -42,9 +57,11 @@ attaches it); the TUI and the control socket find it there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +69,7 @@ from amarktai_tui.autonomy import adjust_store
 from amarktai_tui.autonomy.adjust_store import TOOK_EFFECT, Adjustment, NewRow, dumps
 from amarktai_tui.autonomy.bounds import (
     CHANGE_FIELDS,
+    NEW_BOT_FIELDS,
     PROTECTED_FIELDS,
     PROTECTED_PARAMS,
     SOURCES,
@@ -93,7 +111,8 @@ class Change:
     params; risk_mode -> RiskMode (or its value); size_multiplier -> Decimal; stop_loss,
     take_profit -> Decimal fraction (or None: refused by the bounds); capital -> Decimal quote (the
     bot's new capital); state -> 'paused' | 'running' | 'stopped'; replace -> a DNA dict
-    (``bounds.REPLACE_KEYS``). Raises ValueError for an unknown source or an empty reason."""
+    (``bounds.REPLACE_KEYS``); spawn -> a DNA dict too (a new paper bot funded from the account pool;
+    ``bot_id`` the sponsor, module doc). Raises ValueError for an unknown source or an empty reason."""
 
     bot_id: int
     source: str
@@ -122,6 +141,8 @@ def _current(rec: BotRecord, field: str) -> Any:
         return {"risk_mode": rec.risk_mode, "size_multiplier": rec.size_multiplier}
     if field == "state":
         return rec.state.value
+    if field == "spawn":
+        return None  # nothing was there before: a new bot
     if field == "replace":
         keys = ("name", "exchange", "pair", "timeframe", "strategy", "params", "risk_mode", "capital",
                 "stop_loss", "take_profit", "trailing_stop", "dna_id")  # fmt: skip
@@ -186,6 +207,16 @@ class Adjuster:
         self.engine = engine
         self.settings = settings
         self._lock = asyncio.Lock()
+        self._readers = threading.local()  # one read-only connection per thread, kept (cheap reads)
+        self._opened: list[sqlite3.Connection] = []
+
+    def close(self) -> None:
+        """Close the read connections (the Adjuster's reads open them again when used)."""
+        opened, self._opened = self._opened, []
+        self._readers = threading.local()
+        for conn in opened:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     @classmethod
     async def offline(cls, store: LedgerStore, settings: AutonomySettings, now_ms: int) -> Adjuster:
@@ -208,34 +239,26 @@ class Adjuster:
         """Where ``BotAdjusted`` is published (the engine's bus; an offline Adjuster's own)."""
         return self._t.bus
 
-    # -- reads (a short read-only connection of their own) --------------------------------------
+    # -- reads (a read-only connection per thread, kept: a WAL reader sees each new commit) --------
     def _read(self) -> sqlite3.Connection:
-        return adjust_store.connect(self._t.store.path)
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = self._readers.conn = adjust_store.connect(self._t.store.path)
+            self._opened.append(conn)
+        return conn
 
     def history(
         self, bot_id: int | None = None, limit: int = 100, status: str | None = None
     ) -> list[Adjustment]:
         """Rows newest first, of one bot or all, at most ``limit``."""
-        conn = self._read()
-        try:
-            return adjust_store.history(conn, bot_id=bot_id, status=status, limit=limit)
-        finally:
-            conn.close()
+        return adjust_store.history(self._read(), bot_id=bot_id, status=status, limit=limit)
 
     def pending(self, bot_id: int | None = None) -> list[Adjustment]:
         """Proposals not yet accepted or rejected, oldest first."""
-        conn = self._read()
-        try:
-            return adjust_store.pending(conn, bot_id=bot_id)
-        finally:
-            conn.close()
+        return adjust_store.pending(self._read(), bot_id=bot_id)
 
     def get(self, adjustment_id: int) -> Adjustment | None:
-        conn = self._read()
-        try:
-            return adjust_store.get(conn, adjustment_id)
-        finally:
-            conn.close()
+        return adjust_store.get(self._read(), adjustment_id)
 
     # -- decisions -------------------------------------------------------------------------------
     async def submit(self, change: Change, actor: str = "engine") -> Adjustment:
@@ -267,7 +290,12 @@ class Adjuster:
             value, note = clamp(field, c.after, rec, self.bounds)
         except BoundsRefusal as exc:
             return await refuse(str(exc))
-        if field != "replace" and _same(field, value, before):
+        if field == "spawn":
+            try:  # caps, name, market, a live account; the pool when it is applied now
+                value = self._t.check_spawn(rec, value, from_pool=self.mode != "expert")
+            except EngineError as exc:
+                return await refuse(str(exc).strip().splitlines()[0])
+        if field not in NEW_BOT_FIELDS and _same(field, value, before):
             return await refuse(f"no change: within the bounds {field} stays {dumps(before)}")
         reason = c.reason + (f" [{note}]" if note else "")
         if self.mode == "expert":
@@ -322,16 +350,11 @@ class Adjuster:
     async def revert(self, adjustment_id: int, actor: str = "user") -> Adjustment:
         """Put back the ``before`` of an applied or accepted change, exactly (no bounds); its
         ``reverted`` row. AdjustmentError when the row took no effect, was reverted already, is a
-        replace, or the engine refuses the old value now (e.g. capital the pool no longer holds)."""
+        replace or a spawn, or the engine refuses the old value now (e.g. capital the pool no longer holds)."""
         async with self._lock:
             conn = self._read()
-            try:
-                row = adjust_store.get(conn, adjustment_id)
-                done = row is not None and any(
-                    a.status == "reverted" for a in adjust_store.answers(conn, row.id)
-                )
-            finally:
-                conn.close()
+            row = adjust_store.get(conn, adjustment_id)
+            done = row is not None and any(a.status == "reverted" for a in adjust_store.answers(conn, row.id))
             if row is None:
                 raise AdjustmentError(f"no adjustment #{adjustment_id}")
             if row.status not in TOOK_EFFECT:
@@ -340,7 +363,7 @@ class Adjuster:
                 )
             if done:
                 raise AdjustmentError(f"#{row.id} was reverted already")
-            if row.field == "replace":
+            if row.field in NEW_BOT_FIELDS:
                 raise AdjustmentError(f"#{row.id} spawned a new bot: stop that bot instead of reverting")
             rec = self._t.record(row.bot_id)
             try:
@@ -356,13 +379,10 @@ class Adjuster:
     # -- helpers ------------------------------------------------------------------------------------
     def _pending(self, adjustment_id: int) -> Adjustment:
         conn = self._read()
-        try:
-            p = adjust_store.get(conn, adjustment_id)
-            answered = p is not None and any(
-                a.status in ("accepted", "rejected") for a in adjust_store.answers(conn, p.id)
-            )
-        finally:
-            conn.close()
+        p = adjust_store.get(conn, adjustment_id)
+        answered = p is not None and any(
+            a.status in ("accepted", "rejected") for a in adjust_store.answers(conn, p.id)
+        )
         if p is None:
             raise AdjustmentError(f"no adjustment #{adjustment_id}")
         if p.status != "proposed":

@@ -11,8 +11,10 @@ market would have, and a test is deterministic). A job is ``async def job(now_ms
 A tick at or after a job's due time queues one run with ``now_ms`` = that tick's time; the next due
 time is the first one after it (missed slots are not run twice: a gap in the data gives one run).
 Queued runs go through one task, in order, one at a time (a job never runs beside itself or another
-job). A job that raises is logged and the next one runs; nothing here can stop the engine. In a
-fast replay runs may queue up behind the engine (``drain`` waits for them).
+job). A job has at most one run waiting: when it falls due again before that run started, the
+waiting run takes the newer time instead of queueing a second one (APScheduler's ``coalesce``), so
+a replay at full speed never leaves a backlog of stale runs behind the engine. A job that raises
+is logged and the next one runs; nothing here can stop the engine (``drain`` waits for the queue).
 
 ``start_autonomy(engine, settings)`` builds the ``Adjuster`` (``autonomy.changes``), attaches it
 to the engine (``changes.adjuster_for(engine)``: the TUI and the control socket find it there) and
@@ -43,8 +45,6 @@ log = logging.getLogger("amarktai.autonomy")
 
 DAY_MS = 86_400_000
 Job = Callable[[int], Awaitable[None]]
-MAX_QUEUED = 100_000
-"""Runs waiting beyond this are dropped with a warning (a job far behind a fast replay)."""
 
 
 @dataclass
@@ -54,6 +54,7 @@ class _Entry:
     interval_ms: int  # DAY_MS for a daily job
     offset_ms: int  # a daily job's time of day; 0 for ``every``
     next_ms: int | None = None  # the next due time, set at the first tick
+    waiting_ms: int | None = None  # the engine time of the run waiting in the queue, if one is
 
     def first_due(self, now: int) -> int:
         """The first due time strictly after ``now`` on this job's grid."""
@@ -77,12 +78,13 @@ class AutonomyService:
 
     def __init__(self, bus: EventBus) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._queue: asyncio.Queue[tuple[_Entry, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._closers: list[Callable[[], object]] = []
         self._idle = asyncio.Event()
         self._idle.set()
         self.runs = 0  # jobs run so far (failed ones included)
         self.failures = 0
+        self.coalesced = 0  # due times folded into a run already waiting
         self.last_tick_ms: int | None = None
         self._unsubscribe = bus.subscribe(EngineTick, self._on_tick)
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._worker())
@@ -127,15 +129,17 @@ class AutonomyService:
                 e.next_ms = e.first_due(now)
             elif now >= e.next_ms:
                 e.next_ms = e.first_due(now)
-                if self._queue.qsize() >= MAX_QUEUED:
-                    log.warning("autonomy job %s at %d dropped: %d runs waiting", e.name, now, MAX_QUEUED)
-                    continue
-                self._idle.clear()
-                self._queue.put_nowait((e, now))
+                if e.waiting_ms is None:
+                    self._idle.clear()
+                    self._queue.put_nowait(e)
+                else:
+                    self.coalesced += 1
+                e.waiting_ms = now  # the waiting run takes the newest time
 
     async def _worker(self) -> None:
         while True:
-            entry, now = await self._queue.get()
+            entry = await self._queue.get()
+            now, entry.waiting_ms = entry.waiting_ms or 0, None
             try:
                 await entry.job(now)
             except asyncio.CancelledError:
@@ -179,6 +183,7 @@ async def start_autonomy(
     adjuster = Adjuster(engine, settings)
     service = AutonomyService(engine.bus)
     attach(engine, adjuster)
+    service.on_close(adjuster.close)  # runs after the line below (closers run last added first)
     service.on_close(lambda: detach(engine))
     try:
         # each registers its job when its section is enabled and closes it with the service
