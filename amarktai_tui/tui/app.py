@@ -49,6 +49,7 @@ from amarktai_tui.ops.services import start_services
 from amarktai_tui.risk.breakers import Breaker, Trip
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.audit_pane import AuditPane
+from amarktai_tui.tui.autonomy_pane import AutonomyPane
 from amarktai_tui.tui.bots_pane import BotsPane
 from amarktai_tui.tui.breakers_pane import BreakersPane, rule_name
 from amarktai_tui.tui.chat_pane import ChatPane
@@ -76,6 +77,7 @@ TAB_FOCUS = {
     "audit": "#audit-table",
     "platforms": "#platforms-table",
     "system": "#system-log",
+    "autonomy": "#autonomy-proposals",
 }
 """The widget that gets the focus when a tab is shown."""
 """A frame that took t seconds to draw is followed by at least (5 - 1) * t without drawing."""
@@ -97,7 +99,9 @@ class AmarktaiApp(App[None]):
         Binding("5", "show_tab('audit')", "Audit", id="app.tab_audit", show=False),
         Binding("6", "show_tab('platforms')", "Platforms", id="app.tab_platforms", show=False),
         Binding("7", "show_tab('system')", "System", id="app.tab_system", show=False),
+        Binding("8", "show_tab('autonomy')", "Autonomy", id="app.tab_autonomy", show=False),
         Binding("n", "new_bot", "New bot", id="app.new_bot"),
+        Binding("b", "backtest", "Backtest", id="app.backtest"),
         Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
         Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
         Binding("H", "halt", "Emergency stop", id="app.halt", key_display="H"),
@@ -160,6 +164,8 @@ class AmarktaiApp(App[None]):
                 yield PlatformsPane(lambda: self.engine, id="platforms-pane")
             with TabPane("7 System", id="system"):
                 yield SystemPane(self.data_dir, lambda: self.engine, id="system-pane")
+            with TabPane("8 Autonomy", id="autonomy"):
+                yield AutonomyPane(self.settings.autonomy, self.bus, lambda: self.engine, id="autonomy-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -204,6 +210,7 @@ class AmarktaiApp(App[None]):
         self.query_one(ProfitsPane).invalidate()
         self.query_one(BreakersPane).invalidate()
         self.query_one(PlatformsPane).invalidate()
+        self.query_one(AutonomyPane).invalidate()
         self.redraw(force=True)
 
     def _start_engine(self) -> None:
@@ -334,6 +341,8 @@ class AmarktaiApp(App[None]):
             self.query_one(AuditPane).refresh_view()
         elif active == "platforms":
             self.query_one(PlatformsPane).refresh_view()
+        elif active == "autonomy":
+            self.query_one(AutonomyPane).refresh_view()
         else:
             self.query_one(BotsPane).refresh_view(engine)
         if isinstance(self.screen, BotDetailScreen) and self.screen.composed:
@@ -529,6 +538,25 @@ class AmarktaiApp(App[None]):
         if not isinstance(self.screen, BalancesScreen):
             self.push_screen(BalancesScreen(self.settings, self.data_dir))
 
+    # -- backtests --------------------------------------------------------------------------
+    def action_backtest(self) -> None:
+        """Open the Backtest screen (a strategy over candle files, in a worker, on its own temporary
+        ledger); it is kept while the app runs, so the last result is there when it opens again."""
+        from amarktai_tui.tui.screens.backtest import BacktestScreen
+
+        if isinstance(self.screen, BacktestScreen):
+            return
+        if not self.is_screen_installed("backtest"):
+            replay = self.replay
+            screen = BacktestScreen(
+                self.settings,
+                replay.files if replay is not None else (),
+                pair=replay.pair if replay is not None else None,
+                timeframe=replay.timeframe if replay is not None else None,
+            )
+            self.install_screen(screen, name="backtest")
+        self.push_screen("backtest")
+
     # -- account mode (paper | live) ----------------------------------------------------
     def action_mode_switch(self) -> None:
         """Open the mode modal: to live, the doctor, the phrase and (when enabled) a TOTP code; to
@@ -687,6 +715,7 @@ class AmarktaiApp(App[None]):
 def _all_bindings() -> list[Binding]:
     """Every Binding the app and its screens declare (ids are what ``[ui] keymap`` remaps)."""
     from amarktai_tui.tui.bots_pane import BotsPane
+    from amarktai_tui.tui.screens.backtest import BacktestScreen
     from amarktai_tui.tui.screens.balances import BalancesScreen
     from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
     from amarktai_tui.tui.screens.confirm import ConfirmScreen
@@ -703,6 +732,7 @@ def _all_bindings() -> list[Binding]:
         BreakersPane,
         PlatformsPane,
         ProfitsPane,
+        AutonomyPane,
         ChatPane,
         ChatInput,
         ConfirmActionScreen,
@@ -714,6 +744,7 @@ def _all_bindings() -> list[Binding]:
         KeysScreen,
         SetKeyScreen,
         BalancesScreen,
+        BacktestScreen,
         StageChangeScreen,
         ModeSwitchScreen,
     ):

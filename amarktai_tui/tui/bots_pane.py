@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
+from amarktai_tui.autonomy.regime import short_label
 from amarktai_tui.domain.enums import BotState, LifecycleStage, Side
 from amarktai_tui.domain.types import Fill, Order
 from amarktai_tui.engine.engine import TradingEngine
@@ -29,6 +30,7 @@ BOT_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("exchange", "Exchange", None),
     ("pair", "Pair", None),
     ("strategy", "Strategy", None),
+    ("regime", "Regime", 7),
     ("state", "State", 8),
     ("stage", "Stage", 9),
     ("position", "Position", 20),
@@ -121,10 +123,29 @@ def stage_progress(name: str, stage: LifecycleStage, verdict: Verdict | None) ->
     return f"{name}: {_STAGE_WORDS[stage]}{checks}"
 
 
+_REGIME_ROLE = {
+    "trending_up": "up",
+    "trending_down": "down",
+    "ranging": "",
+    "volatile": "warn",
+    "squeeze": "warn",
+}
+
+
+def regime_cell(table: StyledTable, regime: str | None) -> Text:
+    """The Regime column: "trend↑", "trend↓", "range", "volat", "squeeze", or "—" (unknown, off)."""
+    return table.styled(short_label(regime), _REGIME_ROLE.get(regime or "unknown", "muted"))
+
+
 def bot_cells(
-    table: StyledTable, r: BotRunner, order: Order | None = None, verdict: Verdict | None = None
+    table: StyledTable,
+    r: BotRunner,
+    order: Order | None = None,
+    verdict: Verdict | None = None,
+    regime: str | None = None,
 ) -> tuple[Text | str, ...]:
-    """The row of one bot, in ``BOT_COLUMNS`` order (``verdict``: its stage's, for the Stage column)."""
+    """The row of one bot, in ``BOT_COLUMNS`` order (``verdict``: its stage's, for the Stage column;
+    ``regime``: its stream's market regime, None when regimes are off)."""
     rec = r.rec
     state = rec.state.value
     if r.exit_requested is not None and r.long:
@@ -144,6 +165,7 @@ def bot_cells(
         rec.exchange,
         rec.pair,
         f"{rec.strategy} {rec.timeframe}",
+        regime_cell(table, regime),
         table.styled(state, _STATE_ROLE.get(rec.state, "")),
         stage_cell(table, rec.stage, verdict),
         position,
@@ -240,11 +262,13 @@ class BotsPane(Vertical):
         """Bring both tables up to date with the engine (only changed cells are touched)."""
         self._engine = engine
         table = self.query_one("#bots-table", StyledTable)
+        book = engine.regimes
         for bot_id in sorted(engine.runners):
             runner = engine.runners[bot_id]
             paper = runner.rec.stage is LifecycleStage.PAPER_TRAINING
             verdict = engine.stages.verdict(bot_id) if paper else None
-            cells = bot_cells(table, runner, engine.open_order(bot_id), verdict)
+            regime = None if book is None else book.regime_of(runner)
+            cells = bot_cells(table, runner, engine.open_order(bot_id), verdict, regime)
             old = self._rows.get(bot_id)
             if old is None:
                 table.add_row(*cells, key=str(bot_id))

@@ -1,7 +1,7 @@
 """Command palette provider: the engine's commands.
 
 Pause/resume/stop/details/promote/demote <bot>, pause all, resume all, new bot, emergency
-stop or resume trading (whichever applies), API keys, balances, the account mode, allocate
+stop or resume trading (whichever applies), API keys, balances, a backtest, the account mode, allocate
 capital, and a reset for each tripped breaker.
 """
 
@@ -35,6 +35,11 @@ class BotCommands(Provider):
             app.action_balances,
             f"Free, used and total per exchange, valued in {app.settings.general.quote_currency} (B)",
         )
+        backtest: Command = (
+            "Backtest a strategy",
+            app.action_backtest,
+            "A strategy and its parameters over candle files, on a temporary ledger (b)",
+        )
         mode: Command = (
             "Account mode: paper or live",
             app.action_mode_switch,
@@ -42,7 +47,7 @@ class BotCommands(Provider):
         )
         engine = app.engine
         if engine is None:
-            return [keys, balances, mode]
+            return [keys, balances, backtest, mode]
         out: list[Command] = [
             (
                 "Pause all bots",
@@ -71,6 +76,7 @@ class BotCommands(Provider):
             )
         out.append(keys)
         out.append(balances)
+        out.append(backtest)
         out.append(mode)
         out.append(
             (

@@ -47,6 +47,24 @@ def fill_markers(candles: Sequence[Candle], fills: Sequence[Fill]) -> list[Marke
     return out
 
 
+def regime_line(engine: TradingEngine, r: BotRunner) -> str:
+    """The bot's market regime with its figures and what it does to entries, e.g. "regime trending
+    up · ADX 31.2 (+DI 28.0 / -DI 12.5) · BBW 4.10% · ATR 1.32% · entries x1.2 (autonomous)"."""
+    book = engine.regimes
+    if book is None:
+        return "regime: off ([autonomy.regime] enabled = false)"
+    reading = book.reading_of(r)
+    if reading is None:
+        return "regime unknown: no candle of its stream yet"
+    text = f"regime {reading.regime.replace('_', ' ')} · {reading.figures()}"
+    if engine.size_hook is None:
+        return text + " · expert mode: sizes untouched"
+    scale, why = book.scale_of(r)
+    text += f" · entries x{scale} (autonomous)" if scale else f" · {why} (autonomous)"
+    refused = [why for _, bot_id, why in book.refusals if bot_id == r.rec.id]
+    return text + (f" · {len(refused)} entries refused" if refused else "")
+
+
 def summary(r: BotRunner, ccy: str) -> str:
     """A few lines about the bot: settings, state, position and results."""
     rec = r.rec
@@ -119,7 +137,9 @@ class BotDetailScreen(Screen[None]):
             return
         rec = runner.rec
         self.query_one("#detail-title", Label).update(f"Bot {rec.name} (#{rec.id})")
-        self.query_one("#detail-summary", Static).update(summary(runner, engine.quote_currency))
+        self.query_one("#detail-summary", Static).update(
+            summary(runner, engine.quote_currency) + "\n" + regime_line(engine, runner)
+        )
         fills = [f for f in engine.fill_log if f.bot_id == self.bot_id]
         candles = list(model.candles.get((rec.pair, rec.timeframe), ()))
         seen = (candles[-1].ts if candles else 0, len(fills))
