@@ -11,17 +11,18 @@ One ``RegimeTracker`` per (exchange, pair, timeframe) stream feeds the three ind
     squeeze        no trend, and the band width within 10 % of its lowest of the last 125 candles
     ranging        anything else: no trend, no squeeze, calm
 
-``RegimeBook`` keeps a tracker per stream, fed from the engine's ``EngineTick`` events, publishes
-``RegimeChanged`` when a stream's regime changes, and answers ``regime_of(runner)`` and
-``size_scale(runner)``: the ``[autonomy.regime] size_scaling`` multiplier of the bot's regime, or
-0 with the reason when ``allowed_strategies`` does not let the bot's strategy open positions in it.
-``attach_regimes(engine, settings)`` (called by ``engine.setup.open_engine``, so the daemon, the
-TUI, replays and backtests share it) subscribes a book and, in autonomous mode only, makes its
-``size_scale`` the engine's ``size_hook``; in expert mode regimes are shown, sizes untouched.
+``RegimeBook`` keeps a tracker per stream, fed by the engine itself (``EngineCore.process`` calls
+``observe`` with each closed candle before the bots see it, and ``warm_up`` feeds an exchange
+feed's history), publishes ``RegimeChanged`` when a stream's regime changes, and answers
+``regime_of(runner)`` and ``size_scale(runner)``: the ``[autonomy.regime] size_scaling``
+multiplier of the bot's regime, or 0 with the reason when ``allowed_strategies`` does not let the
+bot's strategy open positions in it. ``attach_regimes(engine, settings)`` (called by
+``engine.setup.open_engine``, so the daemon, the TUI, replays and backtests share it) keeps a book
+as ``engine.regimes`` and, in autonomous mode only, makes its ``size_scale`` the engine's
+``size_hook``; in expert mode regimes are shown, sizes untouched.
 
-Timing: ``EngineTick`` is published after the bots acted on a candle, so an entry decided on a
-candle is sized by the regime of the candles before it (known when that candle opened): the
-same in a replay, a backtest and live. Candles carry no exchange: the engine runs one feed, whose
+Timing: an entry decided on a candle is sized by the regime that candle closed in (the same in a
+replay, a backtest and live). Candles carry no exchange: the engine runs one feed, whose
 exchange (``[market] exchange``) labels the streams.
 """
 
