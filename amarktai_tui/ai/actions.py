@@ -2,7 +2,8 @@
 
 ``plan`` runs when a proposal is made: it checks the action makes sense now
 (the bot exists and can make that move, the trip is active, the account is
-on paper for a new bot, the parameters are the strategy's own and in range)
+on paper for a new bot and its account pool holds the new bot's capital, the
+parameters are the strategy's own and in range)
 and writes the card's texts: what, which bots, the expected effect, and the
 word the user must type for the dangerous ones (the bot's name to stop it,
 ``HALT`` for the emergency stop, ``RESET`` for a breaker reset). It raises
@@ -12,6 +13,11 @@ word the user must type for the dangerous ones (the bot's name to stop it,
 public commands (``set_bot_state``, ``pause_all``, ``halt``,
 ``reset_breaker``, ``create_bot``, ``set_bot_params``), which check again
 and raise ``EngineError`` when the state moved meanwhile.
+
+A new bot's capital comes from the account pool (capital allocated to no bot:
+``create_bot(from_pool=True)``), never new money: the account's total capital
+is a protected figure that neither the AI nor any automatic process changes
+(issue 8, ``tests/autonomy/test_protected.py``).
 """
 
 from __future__ import annotations
@@ -178,6 +184,11 @@ def _create_plan(engine: TradingEngine, a: t.CreateBot) -> Plan:
     _paper_only(engine)
     if any(r.rec.name == a.name for r in engine.runners.values()):
         raise ActionRefused(f"a bot named {a.name!r} exists already")
+    if a.capital > engine.pool:
+        raise ActionRefused(
+            f"a new bot's capital comes from the account pool, which holds {money(engine.pool)}; "
+            f"{money(a.capital)} cannot come from it (free capital from a bot first)"
+        )
     try:
         exchange_info(a.exchange)
         split_pair(a.pair)
@@ -189,7 +200,8 @@ def _create_plan(engine: TradingEngine, a: t.CreateBot) -> Plan:
         raise ActionRefused(clean(str(exc))) from None
     effect = (
         f"A new paper bot {a.name} trades {a.pair} {a.timeframe} on {a.exchange} with {a.strategy} "
-        f"{dict(strategy.params)}, risk mode {a.risk_mode.value}, {money(a.capital)} of paper capital."
+        f"{dict(strategy.params)}, risk mode {a.risk_mode.value}, {money(a.capital)} of paper capital "
+        f"from the account pool (the account's total capital is unchanged)."
     )
     return Plan(f"Create paper bot {a.name}", (a.name,), effect, None)
 
@@ -275,7 +287,7 @@ async def execute(
     if isinstance(args, t.CreateBot):
         if engine.mode is not TradingMode.PAPER or not isinstance(engine.broker, PaperBroker):
             raise EngineError("bots are created from the AI console on a paper account only")
-        runner = await engine.create_bot(_spec(args))
+        runner = await engine.create_bot(_spec(args), from_pool=True)  # the total capital is protected
         await engine.flush()
         return f"created paper bot {_name(runner)} (id {runner.rec.id})"
     if isinstance(args, t.AdjustBotParams):

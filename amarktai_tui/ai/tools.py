@@ -152,7 +152,11 @@ class CreateBot(ToolArgs):
     risk_mode: RiskMode = Field(
         default=RiskMode.SAFE, description="Max notional per trade: safe is the smallest."
     )
-    capital: Capital = Field(gt=0, le=Decimal(100_000), description="Paper capital in quote currency.")
+    capital: Capital = Field(
+        gt=0,
+        le=Decimal(100_000),
+        description="Paper capital in quote currency, taken from the account pool (capital no bot holds).",
+    )
     stop_loss: Fraction | None = Field(
         default=None, gt=0, lt=1, description="Exit this fraction below entry."
     )
@@ -240,7 +244,11 @@ ACTION_TOOLS: dict[str, ToolSpec] = _specs(
             "Propose the emergency stop (halt): no bot opens anything until the halt trip is reset.",
         ),
         ("reset_breaker", ResetBreaker, "Propose resetting a tripped circuit breaker, with a reason."),
-        ("create_bot", CreateBot, "Propose creating a new paper-trading bot."),
+        (
+            "create_bot",
+            CreateBot,
+            "Propose creating a new paper-trading bot funded from the account pool (portfolio_summary).",
+        ),
         (
             "adjust_bot_params",
             AdjustBotParams,

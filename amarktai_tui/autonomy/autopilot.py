@@ -18,24 +18,25 @@ off by default).
    the bots' funding plus the pool) never changes; only where it sits does.
 3. **Spawn or reinvest.** When yesterday's net profit is at least ``spawn_amount``, the engine has
    room (the DNA's exchange below its bot cap, ``exchanges.registry``, and fewer than
-   ``TOTAL_BOT_CAP`` = 45 bots), the mode is autonomous and there is a usable evolved DNA (the best
-   fitness among ``evolution_members`` whose DNA no bot of this engine runs yet and whose pair and
-   timeframe a bot of this engine already trades, so the feed carries its candles): sweep
-   ``spawn_amount`` and create a paper bot from that DNA with ``create_bot(from_pool=True)`` (its
-   funding event and the pool's ``allocation`` event of -amount), ``dna_id`` = the member. Its
-   exits and risk come from the DNA bounded as a ``replace`` DNA is (``autonomy.bounds``: the top
-   earner's exits, a stop-loss fitted to the risk-per-trade bounds). Its audit entry is a
-   ``bot_adjustments`` row (source autopilot, field ``replace``, status applied, actor autopilot)
-   and ``BotAdjusted``. Otherwise **reinvest**: sweep ``reinvest_share`` x net (80 %) and split it
+   ``TOTAL_BOT_CAP`` = 45 bots) and there is a usable evolved DNA (the best fitness among
+   ``evolution_members`` whose DNA no bot of this engine runs yet and whose pair and timeframe a
+   bot of this engine already trades, so the feed carries its candles): sweep ``spawn_amount`` and
+   submit a ``Change(sponsor, "autopilot", "spawn", dna)``: the Adjuster creates a paper bot from
+   that DNA with ``create_bot(from_pool=True)`` (its funding event and the pool's ``allocation``
+   event of -amount), ``dna_id`` = the member, and records the row (on the sponsor, the new bot's
+   id and name in ``after``; ``autonomy.changes``). The sponsor is the paper bot with the most
+   realised profit; its exits fill the DNA's, bounded as a ``replace`` DNA is (``autonomy.bounds``:
+   a stop-loss fitted to the risk-per-trade bounds). A spawn the Adjuster refuses (e.g. a sweep was
+   refused and the pool holds less) turns into a reinvestment of what reached the pool. Otherwise
+   **reinvest**: sweep ``reinvest_share`` x net (80 %) and split it
    equally (cents down, the rest to the first) across the ``top_bots`` (3) running paper bots with
    the best allocator score (``risk.allocator``: roi_weight x ROI + win_rate_weight x win rate,
    here over every bot with at least one closed trade), each a ``Change(field="capital",
    after=capital + share)``.
-4. **Modes.** Everything goes through the ``Adjuster``: in expert mode the sweeps and the
-   reinvestments are proposals (nothing moves until the user accepts them; the Adjuster limits an
-   accepted increase to what the pool holds, so money never appears). A spawn has no proposal
-   form yet (the Adjuster's ``replace`` retires a bot), so in expert mode the autopilot proposes
-   the reinvestment instead.
+4. **Modes.** Everything goes through the ``Adjuster``: in expert mode the sweeps, the spawn and
+   the reinvestments are proposals (nothing moves until the user accepts them, sweeps first; the
+   Adjuster limits an accepted increase to what the pool holds and refuses a spawn the pool cannot
+   fund, so money never appears).
 5. **Once a day.** A day whose autopilot rows exist already (a restart after ``run_at``) is skipped.
 
 Every step is logged; ``run`` returns an ``AutopilotRun`` saying what was done and why.
@@ -43,7 +44,6 @@ Every step is logged; ``run`` returns an ``AutopilotRun`` saying what was done a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,19 +51,18 @@ from dataclasses import replace as dc_replace
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from amarktai_tui.autonomy import adjust_store
 from amarktai_tui.autonomy.bounds import BoundsRefusal, clamp
 from amarktai_tui.autonomy.changes import Adjuster, Change
 from amarktai_tui.autonomy.evolution_store import MemberRow, best_members
 from amarktai_tui.autonomy.settings import AutonomySettings
 from amarktai_tui.domain.enums import BotState, LifecycleStage, TradingMode
-from amarktai_tui.engine.events import BotAdjusted
 from amarktai_tui.engine.spec import BotSpec, EngineError
 from amarktai_tui.risk.allocator import BotPerformance, plan_allocation
 
 if TYPE_CHECKING:
     from amarktai_tui.engine.engine import TradingEngine
     from amarktai_tui.engine.runner import BotRunner
+    from amarktai_tui.ledger.store import BotRecord
 
 __all__ = ["Autopilot", "AutopilotRun", "register", "yesterday_profit"]
 
@@ -135,7 +134,7 @@ class Autopilot:
         elif net <= ap.profit_threshold:
             out.reason = f"yesterday's net realised profit {net} is not above {ap.profit_threshold}"
         else:
-            spawn = self._spawn_plan(net, paper) if self.settings.mode == "autonomous" else None
+            spawn = self._spawn_plan(net, paper)
             if spawn is None or not await self._spawn(out, paper, *spawn):
                 await self._reinvest(out, paper)
         log.info("autopilot %s: %s (net %s)", out.action, out.reason, net)
@@ -246,16 +245,18 @@ class Autopilot:
     # -- spawn -----------------------------------------------------------------------------------
     def _spawn_plan(
         self, net: Decimal, paper: dict[int, BotRunner]
-    ) -> tuple[MemberRow, dict[str, Any]] | None:
-        """The member and bounded DNA dict of the bot to spawn, or None (module doc, step 3)."""
+    ) -> tuple[MemberRow, dict[str, Any], int] | None:
+        """The member, the bounded DNA dict of the bot to spawn and its sponsor's id, or None
+        (module doc, step 3)."""
         amount = self.settings.autopilot.spawn_amount
         if net < amount:
             return None
         runners = sorted(paper.values(), key=lambda r: r.rec.id)
         if not runners:
             return None
+        sponsor = max(runners, key=lambda r: (r.stats.realised, -r.rec.id)).rec  # its exits fill the DNA's
         for m in self._candidates():
-            dna = self._dna_dict(m, amount, runners)
+            dna = self._dna_dict(m, amount, sponsor)
             if dna is None:
                 continue
             try:
@@ -263,7 +264,7 @@ class Autopilot:
             except EngineError as exc:
                 log.info("autopilot: %s cannot be spawned: %s", m.member, exc)
                 continue
-            return m, dna
+            return m, dna, sponsor.id
         return None
 
     def _candidates(self) -> list[MemberRow]:
@@ -278,12 +279,11 @@ class Autopilot:
         used_keys = {m.dna.key() for m in members if m.member in used}
         return [m for m in members if m.dna.key() not in used_keys]
 
-    def _dna_dict(self, m: MemberRow, amount: Decimal, runners: list[BotRunner]) -> dict[str, Any] | None:
+    def _dna_dict(self, m: MemberRow, amount: Decimal, sponsor: BotRecord) -> dict[str, Any] | None:
         streams = {(r.rec.pair, r.rec.timeframe) for r in self.engine.runners.values()}
         tf = m.dna.timeframe or next((t for p, t in sorted(streams) if p == m.dna.pair), None)
         if tf is None or (m.dna.pair, tf) not in streams:
             return None
-        sponsor = max(runners, key=lambda r: (r.stats.realised, -r.rec.id)).rec  # its exits fill the DNA's
         names = {r.rec.name for r in self.engine.runners.values()}
         base = f"auto-{m.dna.pair.split('/')[0].lower()}-{m.dna.strategy.replace('_', '-')}"
         name = next(f"{base}-{n}" for n in range(1, 10_000) if f"{base}-{n}" not in names)
@@ -302,7 +302,7 @@ class Autopilot:
             "dna_id": m.member,
         }
         try:
-            value, _note = clamp("replace", raw, sponsor, self.adjuster.bounds)
+            value, _note = clamp("spawn", raw, sponsor, self.adjuster.bounds)
         except BoundsRefusal as exc:
             log.info("autopilot: %s does not fit the bounds: %s", m.member, exc)
             return None
@@ -318,51 +318,39 @@ class Autopilot:
         )  # fmt: skip
 
     async def _spawn(
-        self, out: AutopilotRun, paper: dict[int, BotRunner], m: MemberRow, dna: dict[str, Any]
+        self, out: AutopilotRun, paper: dict[int, BotRunner], m: MemberRow, dna: dict[str, Any], sponsor: int
     ) -> bool:
-        """Sweep and spawn; False when nothing was swept (the caller reinvests instead)."""
+        """Sweep and spawn through the Adjuster; False when nothing can be swept (the caller
+        reinvests instead). A spawn the Adjuster refuses reinvests what the sweeps freed."""
         amount: Decimal = dna["capital"]
-        if sum(self._sweep_plan(amount, out.profit, paper).values(), ZERO) < amount:
+        planned = self._sweep_plan(amount, out.profit, paper)
+        if sum(planned.values(), ZERO) < amount:
             log.info("autopilot: yesterday's earners cannot free %s for a new bot", amount)
             return False
-        why = f"for a new bot from {m.member}"
-        got = await self._sweep(out, amount, paper, why)
-        e = self.engine
-        capital = min(amount, _cents(max(e.pool, ZERO)))
-        if got < amount or capital <= 0:  # some sweep was refused: reinvest what reached the pool
+        expert = self.settings.mode == "expert"
+        got = await self._sweep(out, amount, paper, f"for a new bot from {m.member}")
+        freed = sum(planned.values(), ZERO) if expert else got  # proposals: what they would free
+        if not expert and got < amount:  # some sweep was refused: reinvest what reached the pool
             log.warning(
                 "autopilot: only %s of %s reached the pool; no bot spawned, reinvesting it", got, amount
             )
             await self._reinvest(out, paper, pooled=got)
             return True
-        spec = dc_replace(self._spec(dna), capital=capital)
-        try:
-            runner = await e.create_bot(spec, from_pool=True)
-        except EngineError as exc:
-            log.warning("autopilot: spawning from %s refused (%s); reinvesting %s", m.member, exc, got)
-            await self._reinvest(out, paper, pooled=got)
-            return True
         reason = (
-            f"autopilot: spawned {runner.rec.name} from {m.member} (fitness {m.fitness}) with {capital}"
+            f"autopilot: a new paper bot {dna['name']} from {m.member} (fitness {m.fitness}) with {amount}"
             f" of yesterday's realised profit ({out.net} net) from the pool"
         )
-        after = {**dna, "capital": capital, "bot_id": runner.rec.id}
-        out.adjustments.append(await self._record_spawn(runner, after, reason))
-        out.action, out.moved, out.spawned = "spawn", capital, runner.rec.name
-        out.reason = reason
+        adj = await self.adjuster.submit(Change(sponsor, SOURCE, "spawn", dna, reason), actor=SOURCE)
+        out.adjustments.append(adj.id)
+        if adj.status == "refused":
+            log.warning(
+                "autopilot: spawning from %s refused (%s); reinvesting %s", m.member, adj.reason, freed
+            )
+            await self._reinvest(out, paper, pooled=freed)
+            return True
+        out.action, out.moved, out.spawned = "spawn", amount, str(adj.after.get("name") or dna["name"])
+        out.reason = reason + (" (proposed)" if adj.status == "proposed" else "")
         return True
-
-    async def _record_spawn(self, runner: BotRunner, after: dict[str, Any], reason: str) -> int:
-        """The spawn's audit entry: a ``bot_adjustments`` row of the new bot and ``BotAdjusted``."""
-        rec, ts = runner.rec, self.engine.now_ms
-        a = adjust_store.dumps(after)
-        row = adjust_store.NewRow(ts, rec.id, SOURCE, "replace", "{}", a, reason, "applied", SOURCE)
-        row_id = await adjust_store.insert(self.engine.store, row)
-        self.engine.bus.publish(
-            BotAdjusted(ts, row_id, rec.id, rec.name, SOURCE, "replace", "{}", a, reason, "applied", SOURCE)
-        )
-        log.info("adjustment #%d applied: %s", row_id, json.loads(a))
-        return row_id
 
 
 class _Service(Protocol):

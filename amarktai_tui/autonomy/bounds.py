@@ -33,7 +33,9 @@ accepted (``clamp``), per field:
   free cash allow);
 - ``state``: ``paused`` | ``running`` | ``stopped``;
 - ``replace``: a DNA dict for a new paper bot (``REPLACE_KEYS``); missing keys take the replaced
-  bot's values; its params, exits and risk per trade are bounded as above (size multiplier 1).
+  bot's values; its params, exits and risk per trade are bounded as above (size multiplier 1);
+- ``spawn``: the same DNA dict, bounded the same way, the missing keys taken from the change's bot
+  (the sponsor: the bot the DNA or its exits come from); a new paper bot, nobody retired.
 
 All figures are Decimal; nothing here does I/O.
 """
@@ -55,6 +57,7 @@ from amarktai_tui.strategies.registry import STRATEGIES, make_strategy
 
 __all__ = [
     "CHANGE_FIELDS",
+    "NEW_BOT_FIELDS",
     "PROTECTED_FIELDS",
     "PROTECTED_PARAMS",
     "REPLACE_KEYS",
@@ -76,8 +79,11 @@ CHANGE_FIELDS: tuple[str, ...] = (
     "capital",
     "state",
     "replace",
+    "spawn",
 )
 """The fields a ``Change`` may name (``autonomy.changes``)."""
+NEW_BOT_FIELDS: tuple[str, ...] = ("replace", "spawn")
+"""Fields whose change creates a paper bot from a DNA dict: not revertible (stop that bot instead)."""
 
 PROTECTED_FIELDS: frozenset[str] = frozenset(PROTECTED_PARAMS - set(CHANGE_FIELDS))
 """Max daily loss, max drawdown (account and bot), total capital, trading mode, with their aliases
@@ -111,7 +117,7 @@ REPLACE_KEYS: tuple[str, ...] = (
     "trailing_stop",
     "dna_id",
 )
-"""Keys of a ``replace`` DNA dict that are used; other keys are kept in the record and ignored."""
+"""Keys of a ``replace``/``spawn`` DNA dict that are used; other keys are kept in the record and ignored."""
 
 _STEP = Decimal("0.0001")  # fractions and multipliers computed from the risk formula
 _CENT = Decimal("0.01")
@@ -189,9 +195,9 @@ def _fraction(field: str, raw: Any) -> Decimal | None:
 def coerce(field: str, raw: Any) -> Any:
     """``raw`` (a Change's ``after``, or a value decoded from JSON) as the field's type, no bounds:
     params -> dict; risk_mode -> RiskMode; size_multiplier, capital -> Decimal (> 0);
-    stop_loss, take_profit -> Decimal fraction or None; state -> str; replace -> dict.
+    stop_loss, take_profit -> Decimal fraction or None; state -> str; replace, spawn -> dict.
     Raises BoundsRefusal (one line) for an unknown field or a malformed value."""
-    if field in ("params", "replace"):
+    if field in ("params", "replace", "spawn"):
         if not isinstance(raw, Mapping):
             raise BoundsRefusal(f"{field}: expected a JSON object, got {type(raw).__name__}")
         return {str(k): v for k, v in raw.items()}
@@ -335,7 +341,7 @@ def clamp(field: str, after: Any, rec: BotRecord, bounds: Bounds) -> tuple[Any, 
     Values: params -> the full effective params dict; risk_mode -> ``{"risk_mode": RiskMode,
     "size_multiplier": Decimal}`` (the multiplier the bot will have with it, moved only when the risk
     per trade needs it); size_multiplier, stop_loss, take_profit -> Decimal; capital -> Decimal
-    (quote, > 0, rounded down to 0.01); state -> str; replace -> the DNA dict with ``REPLACE_KEYS``
+    (quote, > 0, rounded down to 0.01); state -> str; replace, spawn -> the DNA dict with ``REPLACE_KEYS``
     filled from ``rec`` and bounded (``capital`` a Decimal, ``risk_mode`` a RiskMode).
     Raises BoundsRefusal (one line with the figures) when no value within the bounds fits, or the
     value is malformed. See the module docstring for the rules and the risk-per-trade formula.
@@ -362,23 +368,26 @@ def clamp(field: str, after: Any, rec: BotRecord, bounds: Bounds) -> tuple[Any, 
             raise BoundsRefusal(f"capital: {value} rounds down to {out}; it must be > 0")
     elif field == "state":
         out = value
-    else:  # replace
-        out = clamp_dna(value, rec, b, notes)
+    else:  # replace, spawn
+        out = clamp_dna(value, rec, b, notes, field=field)
     return out, "; ".join(notes)
 
 
-def clamp_dna(dna: Mapping[str, Any], rec: BotRecord, b: Bounds, notes: list[str]) -> dict[str, Any]:
-    """A ``replace`` DNA dict completed from ``rec`` and bounded (see ``clamp``)."""
+def clamp_dna(
+    dna: Mapping[str, Any], rec: BotRecord, b: Bounds, notes: list[str], *, field: str = "replace"
+) -> dict[str, Any]:
+    """A ``replace``/``spawn`` DNA dict completed from ``rec`` and bounded (see ``clamp``); refusals
+    name ``field``."""
     out: dict[str, Any] = dict(dna)
     for key in ("exchange", "pair", "timeframe", "strategy"):
         v = dna.get(key, getattr(rec, key))
         if not isinstance(v, str) or not v:
-            raise BoundsRefusal(f"replace: {key} must be a non-empty string")
+            raise BoundsRefusal(f"{field}: {key} must be a non-empty string")
         out[key] = v
     for key in ("name", "dna_id"):
         v = dna.get(key)
         if v is not None and (not isinstance(v, str) or not v.strip() or len(v) > 64):
-            raise BoundsRefusal(f"replace: {key} must be a name of 1-64 characters")
+            raise BoundsRefusal(f"{field}: {key} must be a name of 1-64 characters")
     same = out["strategy"] == rec.strategy
     params = coerce("params", dna.get("params", rec.params if same else {}))
     out["params"] = clamp_params(out["strategy"], {}, params, notes)
@@ -386,7 +395,7 @@ def clamp_dna(dna: Mapping[str, Any], rec: BotRecord, b: Bounds, notes: list[str
     out["risk_mode"] = rm
     out["capital"] = coerce("capital", dna.get("capital", rec.capital)).quantize(_CENT, ROUND_DOWN)
     if out["capital"] <= 0:
-        raise BoundsRefusal("replace: capital must be at least 0.01")
+        raise BoundsRefusal(f"{field}: capital must be at least 0.01")
     sl = _exit("stop_loss", _fraction("stop_loss", dna.get("stop_loss", rec.stop_loss)), b.stop_loss, notes)
     out["stop_loss"] = _fit_stop(rm, Decimal(1), sl, b, notes)
     tp = _fraction("take_profit", dna.get("take_profit", rec.take_profit))

@@ -2,7 +2,8 @@
 running, the ledger alone (``LedgerTarget``, the CLI under the engine lock).
 
 Each target gives the bot's record, whether it trades live, the time rows are stamped with
-(engine time; ledger time offline) and ``apply(rec, field, value, why, exact=...)``, which makes
+(engine time; ledger time offline), ``check_spawn`` (would a ``spawn`` be refused now: the DNA
+completed with the new bot's name) and ``apply(rec, field, value, why, exact=...)``, which makes
 the change and returns ``(the value now in force, a note)``; see ``autonomy.changes`` for what
 each field does. Raises ``AdjustmentError`` (one line) or the engine's ``EngineError``.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from amarktai_tui.domain.enums import BotState, LifecycleStage, TradingMode
 from amarktai_tui.engine.events import EventBus
-from amarktai_tui.engine.spec import EngineError
+from amarktai_tui.engine.spec import BotSpec, EngineError
 from amarktai_tui.ledger.store import BotRecord, LedgerStore
 from amarktai_tui.strategies.registry import make_strategy
 
@@ -39,6 +40,7 @@ class Target(Protocol):
     def now(self) -> int: ...
     def record(self, bot_id: int) -> BotRecord: ...
     def trades_live(self, rec: BotRecord) -> bool: ...
+    def check_spawn(self, rec: BotRecord, dna: dict[str, Any], *, from_pool: bool) -> dict[str, Any]: ...
     async def apply(
         self, rec: BotRecord, field: str, value: Any, why: str, *, exact: bool
     ) -> tuple[Any, str]: ...
@@ -64,6 +66,21 @@ class EngineTarget:
     def trades_live(self, rec: BotRecord) -> bool:
         return rec.stage is LifecycleStage.LIVE or self.engine.mode is TradingMode.LIVE
 
+    def check_spawn(self, rec: BotRecord, dna: dict[str, Any], *, from_pool: bool) -> dict[str, Any]:
+        """``dna`` (bounded) with the new bot's ``name`` (the DNA's, else ``<sponsor>-<n>``); raises
+        EngineError (one line) when the account trades live, the name is taken, the exchange is at
+        its cap or 45 bots exist, the market or strategy is unknown, or (``from_pool``) the account
+        pool holds less than the DNA's capital."""
+        if self.engine.mode is TradingMode.LIVE:
+            raise AdjustmentError("spawn: the account trades live; new bots are spawned on paper only")
+        out = {**dna, "name": dna.get("name") or self._free_name(rec.name)}
+        self.engine.check_new_bot(_spec(out), from_pool=from_pool)
+        return out
+
+    def _free_name(self, base: str) -> str:
+        names = {r.rec.name for r in self.engine.runners.values()}
+        return next(f"{base}-{n}" for n in range(2, 10_000) if f"{base}-{n}" not in names)
+
     async def apply(
         self, rec: BotRecord, field: str, value: Any, why: str, *, exact: bool
     ) -> tuple[Any, str]:
@@ -81,6 +98,8 @@ class EngineTarget:
             return value, ""
         if field == "capital":
             return await self._capital(rec, value, exact=exact)
+        if field == "spawn":
+            return await self._spawn(rec, value)
         return await self._replace(rec, value, why)
 
     async def _capital(self, rec: BotRecord, target: Decimal, *, exact: bool) -> tuple[Decimal, str]:
@@ -110,8 +129,14 @@ class EngineTarget:
         done = await e.apply_allocation(plan, actor="engine")
         return (done[0].new_capital if done else old), note
 
+    async def _spawn(self, rec: BotRecord, dna: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """A new paper bot from ``dna``, its whole capital from the account pool (refused, not
+        limited, when the pool holds less); nothing else changes."""
+        dna = self.check_spawn(rec, dna, from_pool=True)
+        new = await self.engine.create_bot(_spec(dna), from_pool=True)
+        return {**dna, "bot_id": new.rec.id, "name": new.rec.name}, ""
+
     async def _replace(self, rec: BotRecord, dna: dict[str, Any], why: str) -> tuple[dict[str, Any], str]:
-        from amarktai_tui.engine.spec import BotSpec
         from amarktai_tui.risk.allocator import Allocation, AllocationPlan, Tier
 
         e = self.engine
@@ -123,16 +148,7 @@ class EngineTarget:
             capital = (e.pool + free).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
         if capital <= 0:
             raise AdjustmentError(f"replace: the account pool and {rec.name} hold no capital for a new bot")
-        names = {r.rec.name for r in e.runners.values()}
-        name = dna.get("name") or next(
-            f"{rec.name}-{n}" for n in range(2, 10_000) if f"{rec.name}-{n}" not in names
-        )
-        spec = BotSpec(
-            name=name, exchange=dna["exchange"], pair=dna["pair"], timeframe=dna["timeframe"],
-            strategy=dna["strategy"], params=dict(dna["params"]), risk_mode=dna["risk_mode"], capital=capital,
-            stop_loss=dna["stop_loss"], take_profit=dna["take_profit"], trailing_stop=dna["trailing_stop"],
-            dna_id=dna.get("dna_id"),
-        )  # fmt: skip
+        spec = _spec({**dna, "name": dna.get("name") or self._free_name(rec.name), "capital": capital})
         e.check_new_bot(spec)  # refusals (names, caps, markets) before anything changes
         if rec.state is not BotState.STOPPED:
             await e.set_bot_state(rec.id, BotState.STOPPED, why)
@@ -147,6 +163,16 @@ class EngineTarget:
         capital = min(capital, e.pool)
         new = await e.create_bot(replace(spec, capital=capital), from_pool=True)
         return {**dna, "capital": capital, "bot_id": new.rec.id, "name": new.rec.name}, note
+
+
+def _spec(dna: dict[str, Any]) -> BotSpec:
+    """The BotSpec of a bounded DNA dict with its ``name`` (``bounds.clamp_dna``)."""
+    return BotSpec(
+        name=dna["name"], exchange=dna["exchange"], pair=dna["pair"], timeframe=dna["timeframe"],
+        strategy=dna["strategy"], params=dict(dna["params"]), risk_mode=dna["risk_mode"],
+        capital=dna["capital"], stop_loss=dna["stop_loss"], take_profit=dna["take_profit"],
+        trailing_stop=dna["trailing_stop"], dna_id=dna.get("dna_id"),
+    )  # fmt: skip
 
 
 class LedgerTarget:
@@ -171,13 +197,16 @@ class LedgerTarget:
     def trades_live(self, rec: BotRecord) -> bool:
         return rec.stage is LifecycleStage.LIVE or self.live
 
+    def check_spawn(self, rec: BotRecord, dna: dict[str, Any], *, from_pool: bool) -> dict[str, Any]:
+        raise AdjustmentError("spawn: money moves only in a running engine: start the engine")
+
     async def apply(
         self, rec: BotRecord, field: str, value: Any, why: str, *, exact: bool
     ) -> tuple[Any, str]:
         from amarktai_tui.engine.lifecycle import check_transition
         from amarktai_tui.ledger.store import WriteBatch
 
-        if field in ("capital", "replace"):
+        if field in ("capital", "replace", "spawn"):
             raise AdjustmentError(f"{field}: money moves only in a running engine: start the engine")
         now = self._now
         if field == "params":

@@ -19,6 +19,7 @@ from typing import Any
 
 from amarktai_tui.autonomy import adjust_store, evolution_store
 from amarktai_tui.autonomy.adjust_store import TOOK_EFFECT, Adjustment
+from amarktai_tui.autonomy.bounds import NEW_BOT_FIELDS
 from amarktai_tui.autonomy.evolution_store import GenerationRow, LineageNode, RunSummary
 from amarktai_tui.ledger.schema import connect_readonly
 
@@ -49,7 +50,11 @@ class HistoryEntry:
     @property
     def revertible(self) -> bool:
         """An applied or accepted change still in force (a ``replace`` cannot be reverted)."""
-        return self.row.status in TOOK_EFFECT and self.reverted_by is None and self.row.field != "replace"
+        return (
+            self.row.status in TOOK_EFFECT
+            and self.reverted_by is None
+            and self.row.field not in NEW_BOT_FIELDS
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +198,7 @@ def value_text(field_name: str, value: Any) -> str:
             return str(value)
     if field_name == "risk_mode" and isinstance(value, Mapping):
         return f"{value.get('risk_mode')} x{_num(value.get('size_multiplier'))}"
-    if field_name == "replace" and isinstance(value, Mapping):
+    if field_name in NEW_BOT_FIELDS and isinstance(value, Mapping):
         what = " ".join(str(value[k]) for k in ("strategy", "pair") if value.get(k))
         name = value.get("name")
         return f"new bot {name} ({what})" if name else f"new bot ({what})"
@@ -220,6 +225,6 @@ def change_text(field_name: str, before: Any, after: Any) -> str:
         if _num(before.get("size_multiplier")) != _num(after.get("size_multiplier")):
             parts.append(f"size x{_num(before.get('size_multiplier'))}→x{_num(after.get('size_multiplier'))}")
         return ", ".join(parts) or "no change"
-    if field_name == "replace":
+    if field_name in NEW_BOT_FIELDS:
         return value_text(field_name, after)
     return f"{value_text(field_name, before)} → {value_text(field_name, after)}"

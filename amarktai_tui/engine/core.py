@@ -588,6 +588,7 @@ class EngineCore:
             self._batch.events.append((now, None, "allocation", -delta, cur, f"{note} (from the pool)"))
             self._batch.capital[r.rec.id] = new
             r.add_funding(delta)
+            self._snap_fills.pop(r.rec.id, None)  # equity moved without a fill: a row at the next snapshot
             self.pool -= delta
             self.board.flow(r.rec.id, delta)
             if self.day_start_equity is not None:

@@ -33,7 +33,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Select, Static
 
 from amarktai_tui.autonomy.adjust_store import Adjustment
-from amarktai_tui.autonomy.bounds import Bounds
+from amarktai_tui.autonomy.bounds import NEW_BOT_FIELDS, Bounds
 from amarktai_tui.autonomy.changes import Adjuster, adjuster_for
 from amarktai_tui.autonomy.evolution_store import LineageNode, MemberRow
 from amarktai_tui.autonomy.regime import scale_for
@@ -558,7 +558,7 @@ class AutonomyPane(Vertical):
             return
         bounded = p.field in ("params", "risk_mode", "size_multiplier", "stop_loss", "take_profit", "capital")
         how = f", brought within the bounds ({bounds_text(adjuster.bounds)})" if bounded else ""
-        undo = "" if p.field == "replace" else ", and r in the change history reverts it"
+        undo = "" if p.field in NEW_BOT_FIELDS else ", and r in the change history reverts it"
         why = (
             f"{p.source} proposes for {p.bot}: {p.field} {change_text(p.field, p.before, p.after)}.\n"
             f"Reason: {p.reason}\n\nAccepting applies it now{how}; it is recorded{undo}."
@@ -589,7 +589,7 @@ class AutonomyPane(Vertical):
                 f"it was reverted by #{h.reverted_by}"
                 if h.reverted_by is not None
                 else "a new bot is stopped, not reverted"
-                if a.field == "replace"
+                if a.field in NEW_BOT_FIELDS
                 else f"it is {a.status}: only an applied or accepted change can be reverted"
             )
             self.notify(f"#{a.id} cannot be reverted: {why}", severity="warning")

@@ -17,6 +17,8 @@ import pytest
 from ai_helpers import BTC_1H, FLEET, audit, both, candles, console, rows, spec
 
 from amarktai_tui.ai.proposals import DEFAULT_TTL_S
+from amarktai_tui.autonomy.changes import Adjuster, Change
+from amarktai_tui.autonomy.settings import AutonomySettings
 from amarktai_tui.domain.enums import BotState, LifecycleStage, TradingMode
 from amarktai_tui.engine.events import (
     AiAction,
@@ -226,20 +228,31 @@ async def test_an_action_the_engine_refuses_at_confirmation_is_audited_as_failed
 
 
 # -- create_bot and adjust_bot_params ---------------------------------------------------------------------
-async def test_create_bot_makes_a_funded_paper_bot_after_confirmation(tmp_path: Path) -> None:
+async def test_create_bot_makes_a_paper_bot_funded_from_the_pool_after_confirmation(tmp_path: Path) -> None:
     c = await console(tmp_path, FLEET)
     try:
-        c.feed(both(100))
         args = {"name": "eth-donchian", "pair": "ETH/USDT", "strategy": "donchian_breakout",
                 "params": {"entry_period": 48, "exit_period": 24}, "capital": 500, "stop_loss": 0.05}  # fmt: skip
+        # the account's total capital is protected: a new bot's capital comes from the pool, never new money
+        short = await c.box.call("create_bot", args)
+        assert short.proposal is None and "account pool, which holds 0; 500 cannot" in short.content["error"]
+        rsi = c.engine.runner_by_name("eth-rsi")
+        freed = await Adjuster(c.engine, AutonomySettings(mode="autonomous")).submit(
+            Change(rsi.rec.id, "user", "capital", rsi.rec.capital - 600, "make room")
+        )
+        assert freed.status == "applied" and c.engine.pool == D(600)
+        total = sum(D(r["amount"]) for r in rows(tmp_path, "SELECT amount FROM ledger_events"))
+        c.feed(both(100))
         p = (await c.box.call("create_bot", args)).proposal
-        assert p is not None and "eth-donchian" not in states(c)
+        assert p is not None and "eth-donchian" not in states(c) and "from the account pool" in p.effect
         assert (await c.book.confirm(p.id)).detail == "created paper bot eth-donchian (id 5)"
         bot = c.engine.runner_by_name("eth-donchian")
         assert bot.rec.stage is LifecycleStage.PAPER_TRAINING and bot.rec.stop_loss == D("0.05")
         assert dict(bot.strategy.params) == {"entry_period": 48, "exit_period": 24}
         (fund,) = rows(tmp_path, "SELECT amount, kind FROM ledger_events WHERE bot_id = 5")
         assert (D(fund["amount"]), fund["kind"]) == (D(500), "funding")
+        assert c.engine.pool == D(100)  # the pool paid for it: the account's total is unchanged
+        assert sum(D(r["amount"]) for r in rows(tmp_path, "SELECT amount FROM ledger_events")) == total
         dup = await c.box.call("create_bot", args)
         assert dup.content["error"] == "a bot named 'eth-donchian' exists already"
     finally:

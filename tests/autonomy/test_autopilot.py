@@ -21,6 +21,7 @@ from learnheal_helpers import candles, make_engine, spec
 from amarktai_tui import cli
 from amarktai_tui.autonomy import evolution_store
 from amarktai_tui.autonomy.autopilot import DAY_MS, Autopilot, AutopilotRun
+from amarktai_tui.autonomy.changes import AdjustmentError
 from amarktai_tui.autonomy.dna import GeneSpace
 from amarktai_tui.autonomy.evolution import BacktestEvaluator, evolve, streams_by_pair
 from amarktai_tui.autonomy.service import start_autonomy
@@ -242,9 +243,28 @@ async def test_spawns_a_paper_bot_from_the_best_dna_with_swept_profit(
         assert all(x < 0 for _, x in sweeps) and sum(-x for _, x in sweeps) == Decimal(200)
 
         rows = _adjustments(engine)
-        spawn_rows = [r for r in rows if r["field"] == "replace"]
-        assert len(spawn_rows) == 1 and spawn_rows[0]["bot_id"] == new_id
-        assert json.loads(spawn_rows[0]["after_json"])["dna_id"] == best
+        (spawn_row,) = [r for r in rows if r["field"] == "spawn"]
+        assert (spawn_row["source"], spawn_row["status"], spawn_row["actor"]) == (
+            "autopilot",
+            "applied",
+            "autopilot",
+        )
+        sponsor = max(
+            (r for b, r in engine.runners.items() if b != new_id), key=lambda r: (r.stats.realised, -r.rec.id)
+        )
+        assert spawn_row["bot_id"] == sponsor.rec.id  # the row names the sponsor, the new bot is in after
+        after_json = json.loads(spawn_row["after_json"])
+        assert (after_json["dna_id"], after_json["bot_id"], after_json["name"]) == (
+            best,
+            new_id,
+            new.rec.name,
+        )
+        assert new.rec.take_profit == sponsor.rec.take_profit  # the sponsor's exits, the stop-loss bounded
+        assert (
+            new.rec.stop_loss is not None
+            and s.bounds.stop_loss_min <= new.rec.stop_loss <= s.bounds.stop_loss_max
+        )
+        assert [a.field for a in rec.of(BotAdjusted)].count("spawn") == 1
         assert [e.name for e in rec.of(BotCreated)][-1] == new.rec.name
 
         # the new bot trades the engine's feed: it sees the next candles
@@ -284,15 +304,13 @@ async def test_no_spawn_when_the_exchange_is_at_its_cap(tmp_path: Path) -> None:
 
 
 async def test_expert_mode_proposes_and_nothing_moves_until_accepted(tmp_path: Path) -> None:
-    s = _settings("expert")
+    s = _settings("expert", spawn_amount=Decimal(100_000))  # never affordable: a reinvestment
     engine, adjuster, _ = await make_engine(tmp_path, _specs(), s)
     try:
-        await _evolve_into(engine, tmp_path)  # even with a DNA: expert mode has no spawn
         pilot = Autopilot(engine, adjuster, s)
         capital = {b: r.rec.capital for b, r in engine.runners.items()}
         out, before, _ = await _drive(engine, pilot, lambda o: o.action != "none")
         assert out.action == "reinvest" and out.reason.endswith("(proposed)")
-        assert out.net >= s.autopilot.spawn_amount and len(engine.runners) == 4  # no spawn in expert mode
         assert _events(engine) == before  # no money moved
         assert {b: r.rec.capital for b, r in engine.runners.items()} == capital
         rows = _adjustments(engine)
@@ -304,6 +322,47 @@ async def test_expert_mode_proposes_and_nothing_moves_until_accepted(tmp_path: P
         after = _events(engine)
         assert _total(after) == _total(before) and engine.pool == pool
         assert sum(x for _, x in _pairs(after[len(before) :]) if x > 0) == out.moved
+    finally:
+        await engine.close()
+
+
+async def test_expert_mode_proposes_the_spawn_and_the_bot_appears_only_when_accepted(tmp_path: Path) -> None:
+    s = _settings("expert")
+    engine, adjuster, rec = await make_engine(tmp_path, _specs(), s)
+    try:
+        best = await _evolve_into(engine, tmp_path)
+        pilot = Autopilot(engine, adjuster, s)
+        bots = set(engine.runners)
+        out, before, _ = await _drive(engine, pilot, lambda o: o.action != "none")
+        assert out.action == "spawn" and out.reason.endswith("(proposed)"), out.reason
+        assert set(engine.runners) == bots and _events(engine) == before  # nothing created, nothing moved
+        rows = _adjustments(engine)
+        assert {r["status"] for r in rows} == {"proposed"}
+        (spawn,) = [r for r in rows if r["field"] == "spawn"]
+        sweeps = [r for r in rows if r["field"] == "capital"]
+        assert sweeps and all(r["id"] < spawn["id"] for r in sweeps)
+        proposed = json.loads(spawn["after_json"])
+        assert proposed["dna_id"] == best and proposed["name"] == out.spawned
+        assert [e.status for e in rec.of(BotAdjusted) if e.field == "spawn"] == ["proposed"]
+
+        # accepted before the sweeps that fund it: refused, one line, nothing written
+        n = len(_adjustments(engine))
+        with pytest.raises(AdjustmentError, match="account pool holds"):
+            await adjuster.accept(spawn["id"])
+        assert len(_adjustments(engine)) == n and set(engine.runners) == bots
+
+        pool = engine.pool
+        for r in sweeps:
+            await adjuster.accept(r["id"])
+        acc = await adjuster.accept(spawn["id"])
+        assert acc.status == "accepted" and acc.after["name"] == out.spawned
+        (new_id,) = set(engine.runners) - bots
+        assert acc.after["bot_id"] == new_id and engine.runners[new_id].rec.dna_id == best
+        assert engine.runners[new_id].rec.capital == s.autopilot.spawn_amount
+        await engine.flush()
+        assert _total(_events(engine)) == _total(before) and engine.pool == pool
+        with pytest.raises(AdjustmentError, match="stop that bot"):
+            await adjuster.revert(acc.id)
     finally:
         await engine.close()
 

@@ -155,6 +155,12 @@ def test_replace_fills_the_dna_from_the_bot_and_bounds_it() -> None:
     assert dna["capital"] == D("250") and dna["stop_loss"] == D("0.05")
     with pytest.raises(BoundsRefusal, match="protective exit"):
         clamp("replace", {}, bot(stop_loss=None), B)
+    same, _ = clamp(
+        "spawn", {"strategy": "rsi_reversion", "params": {"period": 1}, "capital": "250"}, bot(), B
+    )
+    assert same == dna  # a spawn's DNA is bounded as a replacement's
+    with pytest.raises(BoundsRefusal, match=r"^spawn: capital"):
+        clamp("spawn", {"capital": "0.001"}, bot(), B)
 
 
 FIELD_VALUES = st.one_of(

@@ -13,19 +13,32 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from changes_helpers import account_total, bot_row, copy_ledger, reopen, replay, rows, settings, write_candles
+from changes_helpers import (
+    BTC_1H,
+    CANDLES,
+    account_total,
+    bot_row,
+    copy_ledger,
+    reopen,
+    replay,
+    rows,
+    settings,
+    write_candles,
+)
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from amarktai_tui.autonomy.bounds import PROTECTED_FIELDS, SOURCES, Bounds, risk_per_trade
-from amarktai_tui.autonomy.changes import Adjuster, AdjustmentError, Change
+from amarktai_tui.autonomy.changes import Adjuster, Adjustment, AdjustmentError, Change
 from amarktai_tui.autonomy.settings import AutonomySettings, BoundsSettings
 from amarktai_tui.domain.enums import BotState, LifecycleStage, RiskMode, TradingMode
-from amarktai_tui.engine.engine import TradingEngine
+from amarktai_tui.engine.engine import BotSpec, TradingEngine
 from amarktai_tui.engine.events import BotAdjusted
 from amarktai_tui.ledger.store import LedgerStore, StageChange
+from amarktai_tui.ledger.verify import verify
 from amarktai_tui.locations import db_path
+from amarktai_tui.market.loaders import load_candles
 from amarktai_tui.ops.audit import classify
 from amarktai_tui.strategies.registry import STRATEGIES
 
@@ -277,6 +290,28 @@ async def test_capital_moves_between_pool_and_bot_and_keep_the_account_total(eng
     assert engine.pool == 0 and account_total(data) == total
 
 
+async def test_a_capital_move_of_a_flat_bot_is_in_the_next_equity_snapshot(engine: TradingEngine) -> None:
+    rsi = engine.runner_by_name("btc-rsi")
+    assert not rsi.long
+    after = load_candles(BTC_1H)[CANDLES : CANDLES + 6]  # the candles after the replay: snapshots
+    for c in after[:3]:  # engine time runs (the move is stamped with it) and every bot has a row
+        engine.process(c)
+    adj = await Adjuster(engine, AUTO).submit(Change(rsi.rec.id, "user", "capital", D("1000"), "smaller"))
+    assert adj.status == "applied"
+    for c in after[3:]:
+        engine.process(c)
+    await engine.flush()
+    last = rows(engine.store.path.parent, "SELECT equity FROM equity_snapshots WHERE bot_id = ? ORDER BY id DESC",
+                (rsi.rec.id,))[0]  # fmt: skip
+    assert D(last["equity"]) == rsi.flat_equity()  # its equity moved without a fill: a row was written
+    conn = sqlite3.connect(f"file:{db_path(engine.store.path.parent)}?mode=ro", uri=True)
+    try:
+        result = verify(conn)
+    finally:
+        conn.close()
+    assert result.ok, result.first_discrepancy
+
+
 async def test_replace_spawns_a_paper_bot_funded_through_the_pool(engine: TradingEngine) -> None:
     a = Adjuster(engine, AUTO)
     data = engine.store.path.parent
@@ -296,6 +331,112 @@ async def test_replace_spawns_a_paper_bot_funded_through_the_pool(engine: Tradin
     assert account_total(data) == total
     with pytest.raises(AdjustmentError, match="stop that bot"):
         await a.revert(adj.id)
+
+
+async def _free_pool(engine: TradingEngine, amount: D) -> None:
+    """Move ``amount`` of btc-rsi's free cash to the account pool (an applied capital change)."""
+    rsi = engine.runner_by_name("btc-rsi")
+    adj = await Adjuster(engine, AUTO).submit(
+        Change(rsi.rec.id, "user", "capital", rsi.rec.capital - amount, "free some capital")
+    )
+    assert adj.status == "applied" and engine.pool >= amount, adj.reason
+
+
+SPAWN_DNA = {"strategy": "rsi_reversion", "params": {"period": 10}, "capital": "1500", "dna_id": "run1/g2/m3"}
+
+
+async def test_spawn_creates_a_paper_bot_from_the_pool_and_retires_nothing(engine: TradingEngine) -> None:
+    a = Adjuster(engine, AUTO)
+    data = engine.store.path.parent
+    total = account_total(data)
+    ema = engine.runner_by_name("btc-ema")
+    state, capital = ema.rec.state, ema.rec.capital
+    seen = events(engine)
+
+    short = await a.submit(Change(ema.rec.id, "autopilot", "spawn", SPAWN_DNA, "best DNA"))
+    assert (
+        short.status == "refused" and "the account pool holds 0; 1500.00 cannot come from it" in short.reason
+    )
+    assert len(engine.runners) == 3
+
+    await _free_pool(engine, D("2000"))
+    pool = engine.pool
+    adj = await a.submit(Change(ema.rec.id, "autopilot", "spawn", SPAWN_DNA, "best DNA"))
+    assert adj.status == "applied", adj.reason
+    assert adj.bot_id == ema.rec.id and adj.before is None  # the row names the sponsor
+    new = engine.runners[adj.after["bot_id"]]
+    assert new.rec.name == adj.after["name"] == "btc-ema-2"
+    assert new.rec.strategy == "rsi_reversion" and new.rec.params["period"] == 10
+    assert new.rec.stage is LifecycleStage.PAPER_TRAINING and new.rec.state is BotState.RUNNING
+    assert (
+        new.rec.capital == new.funding == D("1500") and bot_row(data, "btc-ema-2")["dna_id"] == "run1/g2/m3"
+    )
+    assert new.rec.stop_loss == ema.rec.stop_loss  # the sponsor's exits fill the DNA's
+    assert (ema.rec.state, ema.rec.capital) == (state, capital)  # nothing retired
+    assert engine.pool == pool - D("1500") and account_total(data) == total
+    ev = rows(data, "SELECT bot_id, kind, amount FROM ledger_events ORDER BY id DESC LIMIT 2")
+    assert {(e["bot_id"], e["kind"], D(e["amount"])) for e in ev} == {
+        (new.rec.id, "funding", D("1500")),
+        (None, "allocation", D("-1500")),
+    }
+    assert [(e.field, e.status) for e in seen][-1] == ("spawn", "applied")
+    with pytest.raises(AdjustmentError, match="stop that bot"):
+        await a.revert(adj.id)
+
+
+async def test_spawn_is_proposed_in_expert_mode_and_checked_against_the_pool_when_accepted(
+    engine: TradingEngine,
+) -> None:
+    a = Adjuster(engine, EXPERT)
+    ema = by_name(engine, "btc-ema")
+    dna = {**SPAWN_DNA, "name": "spawned-rsi"}
+    p = await a.submit(Change(ema, "user", "spawn", dna, "try this DNA"))
+    assert p.status == "proposed" and p.after["name"] == "spawned-rsi" and len(engine.runners) == 3
+    assert (await a.submit(Change(ema, "user", "spawn", dna, "try this DNA"))).id == p.id  # not repeated
+    n = len(adjustments(engine))
+    with pytest.raises(AdjustmentError, match="account pool holds 0"):
+        await a.accept(p.id)
+    assert len(adjustments(engine)) == n and len(engine.runners) == 3
+    await _free_pool(engine, D("1500"))
+    acc = await a.accept(p.id)
+    assert acc.status == "accepted" and acc.ref_id == p.id
+    assert engine.runner_by_name("spawned-rsi").rec.id == acc.after["bot_id"] and engine.pool == 0
+
+
+async def test_spawn_refusals_live_account_caps_names_and_no_engine(
+    engine: TradingEngine, base: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a = Adjuster(engine, AUTO)
+    ema = by_name(engine, "btc-ema")
+    await _free_pool(engine, D("1500"))
+    total, pool = account_total(engine.store.path.parent), engine.pool
+
+    def refused(adj: Adjustment, says: str) -> None:
+        assert adj.status == "refused" and says in adj.reason, adj.reason
+
+    taken = {**SPAWN_DNA, "name": "btc-rsi"}
+    refused(await a.submit(Change(ema, "user", "spawn", taken, "x")), "a bot named 'btc-rsi' exists already")
+    bad = {**SPAWN_DNA, "params": {"period": 10, "max_drawdown": 0.9}}
+    refused(await a.submit(Change(ema, "user", "spawn", bad, "x")), "max_drawdown: protected")
+    engine.mode = TradingMode.LIVE
+    refused(await a.submit(Change(ema, "user", "spawn", SPAWN_DNA, "x")), "the account trades live")
+    engine.mode = TradingMode.PAPER
+    for i in range(7):  # binance's cap is 10 bots
+        await engine.create_bot(
+            BotSpec(f"filler-{i}", "binance", "BTC/USDT", "1h", "sma_cross", {}, RiskMode.SAFE, D(10))
+        )
+    total += D(70)
+    for mode_settings in (EXPERT, AUTO):
+        adj = await Adjuster(engine, mode_settings).submit(Change(ema, "user", "spawn", SPAWN_DNA, "x"))
+        refused(adj, "binance has 10 bots; its cap is 10")
+    assert len(engine.runners) == 10 and engine.pool == pool
+    assert account_total(engine.store.path.parent) == total
+    store = await LedgerStore.open(db_path(copy_ledger(base[0], tmp_path / "offline")))
+    try:
+        off = await Adjuster.offline(store, EXPERT, 1)
+        refused(await off.submit(Change(ema, "user", "spawn", SPAWN_DNA, "x")), "running engine")
+    finally:
+        await store.close()
 
 
 async def test_rows_are_append_only_and_every_row_is_published_and_audited(engine: TradingEngine) -> None:
