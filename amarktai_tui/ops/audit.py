@@ -76,7 +76,6 @@ from amarktai_tui.engine.events import (
     GenerationEvolved,
     ModeSwitched,
     OrderFilled,
-    RegimeChanged,
     ReportSent,
     StageChanged,
 )
@@ -127,7 +126,6 @@ AUDIT_TYPES: tuple[str, ...] = (
     "bot_adjusted",  # autonomy: a change applied, accepted, rejected, reverted or refused (bot_adjustments)
     "adjustment_proposed",  # autonomy, expert mode: a change waiting for the user
     "bot_quarantined",
-    "regime_changed",
     "generation_evolved",
 )
 ACTORS: tuple[str, ...] = ("user", "ai", "engine", "autopilot", "cli")
@@ -378,12 +376,6 @@ def _quarantined(e: BotQuarantined, live: bool) -> _Parts:
     return "bot_quarantined", None, "engine", e.bot_id, e.name, details
 
 
-def _regime(e: RegimeChanged, live: bool) -> _Parts:
-    details = {"exchange": e.exchange, "pair": e.pair, "timeframe": e.timeframe, "from": e.old, "to": e.regime,
-               "adx": e.adx, "bb_width": e.bb_width, "atr_pct": e.atr_pct}  # fmt: skip
-    return "regime_changed", None, "engine", None, None, details
-
-
 def _generation(e: GenerationEvolved, live: bool) -> _Parts:
     details = {"run": e.run, "generation": e.generation, "best_fitness": str(e.best_fitness),
                "mean_fitness": str(e.mean_fitness), "best_member": e.best_member}  # fmt: skip
@@ -403,7 +395,6 @@ _CLASSIFIERS: dict[type[Event], Callable[[Any, bool], _Parts]] = {
     ReportSent: _report,
     BotAdjusted: _adjusted,
     BotQuarantined: _quarantined,
-    RegimeChanged: _regime,
     GenerationEvolved: _generation,
     **dict.fromkeys(_AI_TYPES, _ai),
 }
@@ -416,7 +407,7 @@ replay publishes a tick per candle)."""
 
 def classify(event: Event, *, live: bool = False, now_ms: int | None = None) -> AuditEntry | None:
     """The audit entry of an engine event, or None for events the audit log does not keep (ticks,
-    equity samples, feed status, submissions, refusals).
+    equity samples, feed status, submissions, refusals, market regime changes).
 
     ``live``: the engine trades live (``engine.mode``): a fill is then a ``live_trade_executed``
     (a live session sends every order of its bots to the exchange, exits included), else a

@@ -146,8 +146,6 @@ CASES: list[tuple[Event, bool, str, Severity, str, int | None, str | None, dict[
      False, "bot_adjusted", Severity.INFO, "cli", 3, "b", {"status": "reverted", "ref_id": 5}),
     (BotQuarantined(T, 3, "b", 2, "hourly_loss", "lost 16%", T + 3_600_000), False, "bot_quarantined",
      Severity.WARNING, "engine", 3, "b", {"level": 2, "rule": "hourly_loss"}),
-    (RegimeChanged(T, "binance", "BTC/USDT", "1h", "ranging", "volatile", 31.0, 0.08, 0.03), False,
-     "regime_changed", Severity.INFO, "engine", None, None, {"pair": "BTC/USDT", "to": "volatile"}),
     (GenerationEvolved(T, "r1", 2, Decimal("0.12"), Decimal("0.03"), "r1/g2/m0"), False, "generation_evolved",
      Severity.INFO, "engine", None, None, {"generation": 2, "best_fitness": "0.12"}),
 ]  # fmt: skip
@@ -183,6 +181,11 @@ def test_classify_covers_every_producible_type_and_skips_the_rest() -> None:
     from amarktai_tui.domain.types import Candle
 
     assert classify(EngineTick(T, Candle("BTC/USDT", "1h", T, 1.0, 1.0, 1.0, 1.0, 1.0))) is None
+    # a regime change is a market reading, not an action (hundreds a year per pair): not audited
+    assert (
+        classify(RegimeChanged(T, "binance", "BTC/USDT", "1h", "ranging", "volatile", 31.0, 0.08, 0.03))
+        is None
+    )
 
 
 def test_classify_stamps_the_wall_clock_and_keeps_the_engine_time() -> None:

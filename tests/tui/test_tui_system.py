@@ -76,7 +76,7 @@ async def test_the_system_tab_shows_the_process_the_loop_the_engine_the_build_an
 
         process = text(app, "sys-process")
         assert re.search(r"CPU\s+\d+\.\d%", process), "the second sample measures CPU use"
-        assert re.search(r"Memory \(RSS\)\s+[\d,.]+ MB", process)
+        assert re.search(r"Memory \(RSS\)\s+[\d,.]+ [MG]B", process)  # GB once the process passes 1,000 MB
         assert re.search(r"Open fds\s+\d+", process) and re.search(r"Disk free\s+[\d,.]+ [KMGT]?B", process)
 
         loop = text(app, "sys-loop")
