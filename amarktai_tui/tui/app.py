@@ -102,6 +102,7 @@ class AmarktaiApp(App[None]):
         Binding("8", "show_tab('autonomy')", "Autonomy", id="app.tab_autonomy", show=False),
         Binding("n", "new_bot", "New bot", id="app.new_bot"),
         Binding("b", "backtest", "Backtest", id="app.backtest"),
+        Binding("O", "optimize", "Optimise", id="app.optimize", key_display="O", show=False),  # palette too
         Binding("P", "pause_all", "Pause all", id="app.pause_all", key_display="P"),
         Binding("R", "resume_all", "Resume all", id="app.resume_all", key_display="R"),
         Binding("H", "halt", "Emergency stop", id="app.halt", key_display="H"),
@@ -557,6 +558,32 @@ class AmarktaiApp(App[None]):
             self.install_screen(screen, name="backtest")
         self.push_screen("backtest")
 
+    def action_optimize(self) -> None:
+        """Open the Optimise screen (an optuna study of a strategy, walk-forward, in a thread); kept
+        while the app runs. Its data files start as the running replay's."""
+        from amarktai_tui.tui.screens.optimize import OptimizeScreen, show_optimize
+
+        if isinstance(self.screen, OptimizeScreen):
+            return
+        replay = self.replay
+        first = not self.is_screen_installed("optimize")
+        show_optimize(
+            self,
+            self.settings,
+            files=replay.files if replay is not None and first else None,
+            pair=replay.pair if replay is not None else None,
+            timeframe=replay.timeframe if replay is not None else None,
+        )
+
+    def action_evolve(self) -> None:
+        """Open the Evolve dialog (an evolution run recorded in the ledger; the Autonomy tab shows it)."""
+        from amarktai_tui.tui.screens.evolve import EvolveScreen
+
+        if isinstance(self.screen, EvolveScreen):
+            return
+        files = self.replay.files if self.replay is not None else ()
+        self.push_screen(EvolveScreen(self.settings, self.data_dir, lambda: self.engine, files))
+
     # -- account mode (paper | live) ----------------------------------------------------
     def action_mode_switch(self) -> None:
         """Open the mode modal: to live, the doctor, the phrase and (when enabled) a TOTP code; to
@@ -665,7 +692,13 @@ class AmarktaiApp(App[None]):
         name = runner.rec.name
         if action == "details":
             self.push_screen(
-                BotDetailScreen(engine, self.model, bot_id, on_ready=lambda: self.redraw(force=True))
+                BotDetailScreen(
+                    engine,
+                    self.model,
+                    bot_id,
+                    settings=self.settings,
+                    on_ready=lambda: self.redraw(force=True),
+                )
             )
             return
         if self._live_engine() is None:
@@ -720,8 +753,10 @@ def _all_bindings() -> list[Binding]:
     from amarktai_tui.tui.screens.bot_detail import BotDetailScreen
     from amarktai_tui.tui.screens.confirm import ConfirmScreen
     from amarktai_tui.tui.screens.confirm_action import ConfirmActionScreen
+    from amarktai_tui.tui.screens.evolve import EvolveScreen
     from amarktai_tui.tui.screens.keys import KeysScreen
     from amarktai_tui.tui.screens.mode_switch import ModeSwitchScreen
+    from amarktai_tui.tui.screens.optimize import OptimizeScreen
     from amarktai_tui.tui.screens.set_key import SetKeyScreen
     from amarktai_tui.tui.screens.stage_change import StageChangeScreen
 
@@ -745,6 +780,8 @@ def _all_bindings() -> list[Binding]:
         SetKeyScreen,
         BalancesScreen,
         BacktestScreen,
+        OptimizeScreen,
+        EvolveScreen,
         StageChangeScreen,
         ModeSwitchScreen,
     ):

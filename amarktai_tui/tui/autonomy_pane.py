@@ -8,7 +8,8 @@
   reverts the applied or accepted change under the cursor, after a confirmation.
 - Quarantines (self-healing) and each pair's market regime (``engine.regimes``).
 - Evolution: the latest run's generations and the lineage of a bot that came from it (its
-  ``dna_id``; the run's best member when no bot did), chosen in the lineage box.
+  ``dna_id``; the run's best member when no bot did), chosen in the lineage box. ``e`` opens the
+  Evolve dialog (``tui.screens.evolve``) for a new run.
 
 The ledger is read in a thread (``autonomy.views.read_view``) when the tab is shown, after a
 ``BotAdjusted``, ``BotQuarantined`` or ``GenerationEvolved`` event while it is on screen (at most
@@ -174,6 +175,7 @@ class AutonomyPane(Vertical):
         Binding("a", "accept", "Accept", id="autonomy.accept"),
         Binding("x", "reject", "Reject", id="autonomy.reject"),
         Binding("r", "revert", "Revert", id="autonomy.revert"),
+        Binding("e", "app.evolve", "Evolve", id="autonomy.evolve"),
     ]
 
     DEFAULT_CSS = """
@@ -459,7 +461,7 @@ class AutonomyPane(Vertical):
         box = self.query_one("#autonomy-evolution-box")
         if run is None:
             box.border_title = "Evolution · no run yet"
-            box.border_subtitle = "amarktai evolve"
+            box.border_subtitle = "e evolve"
         else:
             box.border_title = f"Evolution · {run.run}"
             box.border_subtitle = (

@@ -1,7 +1,8 @@
 """Command palette provider: the engine's commands.
 
 Pause/resume/stop/details/promote/demote <bot>, pause all, resume all, new bot, emergency
-stop or resume trading (whichever applies), API keys, balances, a backtest, the account mode, allocate
+stop or resume trading (whichever applies), API keys, balances, a backtest, an optimisation, an
+evolution run, the account mode, allocate
 capital, and a reset for each tripped breaker.
 """
 
@@ -40,6 +41,16 @@ class BotCommands(Provider):
             app.action_backtest,
             "A strategy and its parameters over candle files, on a temporary ledger (b)",
         )
+        optimise: Command = (
+            "Optimise a strategy",
+            app.action_optimize,
+            "An optuna study of its parameters, walk-forward; apply the best to a bot (O)",
+        )
+        evolve: Command = (
+            "Evolve bot DNA",
+            app.action_evolve,
+            "A seeded evolution run over candle files, recorded for the Autonomy tab (e there)",
+        )
         mode: Command = (
             "Account mode: paper or live",
             app.action_mode_switch,
@@ -47,7 +58,7 @@ class BotCommands(Provider):
         )
         engine = app.engine
         if engine is None:
-            return [keys, balances, backtest, mode]
+            return [keys, balances, backtest, optimise, evolve, mode]
         out: list[Command] = [
             (
                 "Pause all bots",
@@ -77,6 +88,8 @@ class BotCommands(Provider):
         out.append(keys)
         out.append(balances)
         out.append(backtest)
+        out.append(optimise)
+        out.append(evolve)
         out.append(mode)
         out.append(
             (

@@ -12,6 +12,7 @@ engine keep going): a fresh ledger in its own temporary directory (``tempfile``)
 user's data dir, removed when the run ends, fails or is cancelled (``esc``). The run's engine log
 lines are kept out of the user's log (a context variable marks the run's tasks). Bad input
 (``BacktestUsageError``, ``CandleFileError``) and runtime failures are one line on the screen.
+"Optimise…" opens the Optimise screen (``tui.screens.optimize``) with this strategy and data.
 
 The result: key figures (return, max drawdown, trades, win rate, profit factor, Sharpe, then
 equity, realised, fees, expectancy, Sortino, Calmar), the account equity curve, open positions and
@@ -29,11 +30,12 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -103,18 +105,32 @@ class _NotFromBacktest(logging.Filter):
 _FILTER = _NotFromBacktest()
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET: dict[str, Any] = {"runs": 0, "handlers": []}
+"""Runs inside ``_quiet_run`` now (backtests, studies in threads) and the handlers filtered for them."""
+
+
 @contextlib.contextmanager
 def _quiet_run() -> Iterator[None]:
-    """Within: this task and the tasks it creates log nowhere (the user's log is the live engine's)."""
+    """Within: this task (or thread) and the tasks it creates log nowhere (the user's log is the
+    live engine's). Runs may overlap (a backtest beside an optimisation thread): the root
+    handlers are filtered from the first one's start to the last one's end."""
     token = _IN_BACKTEST.set(True)
-    handlers = list(logging.getLogger().handlers)
-    for h in handlers:
-        h.addFilter(_FILTER)
+    with _QUIET_LOCK:
+        if not _QUIET["runs"]:
+            _QUIET["handlers"] = list(logging.getLogger().handlers)
+            for h in _QUIET["handlers"]:
+                h.addFilter(_FILTER)
+        _QUIET["runs"] += 1
     try:
         yield
     finally:
-        for h in handlers:
-            h.removeFilter(_FILTER)
+        with _QUIET_LOCK:
+            _QUIET["runs"] -= 1
+            if not _QUIET["runs"]:
+                for h in _QUIET["handlers"]:
+                    h.removeFilter(_FILTER)
+                _QUIET["handlers"] = []
         _IN_BACKTEST.reset(token)
 
 
@@ -362,6 +378,7 @@ class BacktestScreen(Screen[None]):
                 with Horizontal(id="bt-buttons"):
                     yield Button("Run  ctrl+r", id="bt-run", variant="primary", compact=True)
                     yield Button("Cancel  esc", id="bt-cancel", compact=True, disabled=True)
+                    yield Button("Optimise…", id="bt-optimise", compact=True)
                 with Horizontal(id="bt-progress-row"):
                     yield ProgressBar(total=1, show_eta=False, id="bt-progress")
                     yield Label("not run yet", id="bt-progress-text")
@@ -525,6 +542,20 @@ class BacktestScreen(Screen[None]):
         self.progressed.clear()
         self._set_running(True)
         self._run(request)
+
+    @on(Button.Pressed, "#bt-optimise")
+    def _optimise(self) -> None:
+        """The Optimise screen with this form's strategy, data files and pair/timeframe."""
+        from amarktai_tui.tui.screens.optimize import show_optimize
+
+        show_optimize(
+            self.app,
+            self.settings,
+            strategy=self.strategy().name,
+            files=split_files(self.query_one("#bt-files", Input).value),
+            pair=self.query_one("#bt-pair", Input).value.strip() or None,
+            timeframe=self.query_one("#bt-timeframe", Input).value.strip() or None,
+        )
 
     @on(Button.Pressed, "#bt-cancel")
     def action_cancel_run(self) -> None:

@@ -96,6 +96,11 @@ class Tape(Vertical):
             self.query_one(RichLog).write(Text("\n").join(lines), width=self._width(), shrink=False)
             self.rows = min(self.rows + len(lines), self._max_rows)
 
+    def follow(self) -> None:
+        """Show the newest rows again after the layout settles (a widget above grew or shrank)."""
+        log = self.query_one(RichLog)
+        self.call_after_refresh(log.scroll_end, animate=False)
+
     def clear(self) -> None:
         """Drop every row (and the cached colours: call it after a theme change)."""
         self.query_one(RichLog).clear()
