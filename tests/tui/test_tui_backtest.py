@@ -7,7 +7,6 @@ the real Binance candles written to tmp_path. Every wait is on the run's worker 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_screen_helpers import SLICE, open_by_key, short_replay, type_into, write_slice
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Select, Static
 from tui_helpers import BTC_1H, ETH_1H, REPLAY_TIMEOUT_S, SIZE, replay_done, workers_done
@@ -30,29 +30,15 @@ from amarktai_tui.tui.screens import backtest as bt
 from amarktai_tui.tui.screens.backtest import BacktestScreen, Kpi, figure_values
 
 MakeApp = Callable[..., AmarktaiApp]
-SLICE = 1500  # candles of BTC 1h in the slice (2020-12-01 to 2021-02-01)
-
-
-def write_slice(folder: Path, source: Path = BTC_1H, n: int = SLICE) -> Path:
-    """The first ``n`` candles of ``source`` as ``folder/<same name>`` (the name gives pair/timeframe)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / source.name
-    out.write_text(json.dumps(json.loads(source.read_text())[:n]))
-    return out
 
 
 @pytest.fixture
 def replay(tmp_path: Path) -> ReplayArgs:
-    """The app replays a slice of its own (quick to finish; the screen's runs use other files)."""
-    return ReplayArgs(files=[str(write_slice(tmp_path / "app-replay", n=600))], speed=0, until_end=False)
+    return short_replay(tmp_path)
 
 
 async def open_screen(app: AmarktaiApp, pilot: Pilot[None]) -> BacktestScreen:
-    await pilot.press("b")
-    await pilot.pause()
-    screen = app.screen
-    assert isinstance(screen, BacktestScreen)
-    return screen
+    return await open_by_key(app, pilot, "b", BacktestScreen)
 
 
 async def choose_strategy(pilot: Pilot[None], screen: BacktestScreen, name: str) -> None:
@@ -67,22 +53,6 @@ async def choose_strategy(pilot: Pilot[None], screen: BacktestScreen, name: str)
     await pilot.pause()
     assert select.value == name
     assert screen.query(f"#{screen.param_field(screen.strategy().params[0].name)}")  # rebuilt
-
-
-async def type_into(pilot: Pilot[None], screen: BacktestScreen, field: str, text: str) -> None:
-    """Focus the input, select its text and type ``text`` over it; a path is pasted, not typed
-    (Pilot waits for the app to be idle after every key: a long path would take seconds)."""
-    widget = screen.query_one(f"#{field}", Input)
-    widget.focus()
-    await pilot.pause()
-    widget.select_all()
-    if len(text) > 12:
-        await pilot.press("backspace")
-        widget.insert_text_at_cursor(text)
-        await pilot.pause()
-    else:
-        await pilot.press("backspace", *text)
-    assert widget.value == text
 
 
 async def run_and_wait(app: AmarktaiApp, pilot: Pilot[None]) -> None:

@@ -11,7 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from test_tui_backtest import type_into, write_slice
+from run_screen_helpers import short_replay, type_into, write_slice
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Static, TabbedContent
 from tui_helpers import REPLAY_TIMEOUT_S, SIZE, replay_done, workers_done
@@ -33,7 +33,7 @@ MakeApp = Callable[..., AmarktaiApp]
 @pytest.fixture
 def replay(tmp_path: Path) -> ReplayArgs:
     """A short replay: its file is what the dialog offers, and each evolution replay is quick."""
-    return ReplayArgs(files=[str(write_slice(tmp_path / "app-replay", n=600))], speed=0, until_end=False)
+    return short_replay(tmp_path)
 
 
 async def open_dialog(app: AmarktaiApp, pilot: Pilot[None]) -> tuple[AutonomyPane, EvolveScreen]:

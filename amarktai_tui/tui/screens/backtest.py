@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -43,7 +42,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from amarktai_tui.config import BotSettings, Settings
@@ -54,7 +52,6 @@ from amarktai_tui.ops.backtest import (
     BacktestUsageError,
     TradeRow,
     effective_params,
-    resolve_streams,
     run_backtest,
 )
 from amarktai_tui.strategies.base import StrategyParamError
@@ -63,6 +60,7 @@ from amarktai_tui.strategies.registry import describe
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import StyledTable
 from amarktai_tui.tui.screens.new_bot import FormError
+from amarktai_tui.tui.screens.run_form import RunForm, screen_text
 from amarktai_tui.tui.widgets.line_chart import LineChart
 
 log = logging.getLogger(__name__)
@@ -83,15 +81,6 @@ TRADE_COLUMNS = (
     ("Held", True),
 )
 """Trade table columns: title, right-aligned."""
-_FLAGS = (
-    ("pass --pair and --timeframe", "fill in Pair and Timeframe"),
-    ("--data", "data files"),
-    ("--pair", "Pair"),
-    ("--timeframe", "Timeframe"),
-    ("--params", "params"),
-    ("--capital", "capital"),
-)
-
 _IN_BACKTEST: ContextVar[bool] = ContextVar("amarktai_backtest_run", default=False)
 
 
@@ -134,14 +123,6 @@ def _quiet_run() -> Iterator[None]:
         _IN_BACKTEST.reset(token)
 
 
-def screen_text(message: str) -> str:
-    """A backtest error as one line in the screen's words (the CLI's flag names become field names)."""
-    line = message.splitlines()[0] if message else ""
-    for flag, field in _FLAGS:
-        line = line.replace(flag, field)
-    return line
-
-
 def parse_param(strategy: str, spec: ParamSpec, text: str, field: str) -> ParamValue:
     """A parameter field's text as its value (empty = the default). Raises FormError naming it."""
     raw = text.strip()
@@ -163,29 +144,6 @@ def parse_param(strategy: str, spec: ParamSpec, text: str, field: str) -> ParamV
         return spec.coerce(strategy, value)
     except StrategyParamError as exc:
         raise FormError(field, str(exc)) from None
-
-
-def split_files(text: str) -> list[str]:
-    """Comma-separated paths, trimmed, ``~`` expanded, empty ones dropped."""
-    return [os.path.expanduser(p.strip()) for p in text.split(",") if p.strip()]
-
-
-def check_files(files: Sequence[str], pair: str | None, timeframe: str | None) -> list[tuple[bool, str]]:
-    """One ``(ok, line)`` per file: its pair, timeframe and size, or what is wrong with it."""
-    out: list[tuple[bool, str]] = []
-    for f in files:
-        try:
-            ((p, tf),) = resolve_streams([f], pair, timeframe)
-        except (BacktestUsageError, CandleFileError) as exc:
-            out.append((False, screen_text(str(exc))))
-            continue
-        size = os.path.getsize(f)
-        out.append((True, f"{p} {tf} · {Path(f).name} · {_size(size)}"))
-    return out
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 def return_of(result: BacktestResult) -> float | None:
@@ -253,9 +211,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-class BacktestScreen(Screen[None]):
+class BacktestScreen(RunForm[BacktestRequest]):
     """Pick, run, read (module doc). ``result`` is the last finished run; ``values`` its figures as
-    shown; ``run_dir`` the last run's temporary directory (gone once the run is over)."""
+    shown; ``run_dir`` the last run's temporary directory (gone once the run is over);
+    ``progressed`` is set at a run's first progress report."""
+
+    PREFIX = "bt"
+    WORKER_GROUP = "backtest"
+    BUSY_TEXT = "a backtest is running: esc cancels it"
+    STARTING = "loading the candles…"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run", "Run", id="backtest.run", priority=True),
@@ -324,14 +288,10 @@ class BacktestScreen(Screen[None]):
         self._pair = pair
         self._timeframe = timeframe
         self._strategies = describe()
-        self._bad_field: tuple[str | None, str] = (None, "")
         self._param_gen = 0  # ids of a rebuilt parameter form never collide with the removed one
         self.result: BacktestResult | None = None
         self.values: dict[str, str] = {}
         self.run_dir: Path | None = None
-        self.running = False
-        self.progressed = asyncio.Event()
-        """Set at the first progress report of a run (cleared when a run starts)."""
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -452,27 +412,6 @@ class BacktestScreen(Screen[None]):
         await box.mount_all(rows)
         self.query_one("#bt-error", Static).update("")
 
-    @on(Input.Changed, "#bt-files, #bt-pair, #bt-timeframe")
-    def _check_files(self) -> None:
-        files = split_files(self.query_one("#bt-files", Input).value)
-        pair = self.query_one("#bt-pair", Input).value.strip() or None
-        tf = self.query_one("#bt-timeframe", Input).value.strip() or None
-        check = self.query_one("#bt-file-check", Static)
-        lines = check_files(files, pair, tf)
-        text = Text()
-        for ok, line in lines:
-            if text:
-                text.append("\n")
-            text.append("✓ " if ok else "✗ ", style="bold")
-            text.append(line)
-        check.update(text if lines else "no file yet: paths separated by commas")
-        check.set_class(any(not ok for ok, _ in lines), "bt-bad")
-
-    @on(Input.Changed)
-    def _clear_invalid(self, event: Input.Changed) -> None:
-        if event.input.id != self._bad_field[0] or event.value != self._bad_field[1]:  # edited since
-            event.input.remove_class("bt-invalid")
-
     def request(self) -> BacktestRequest:
         """The form as a BacktestRequest; raises FormError naming the field (None: no one field)."""
         info = self.strategy()
@@ -487,17 +426,7 @@ class BacktestScreen(Screen[None]):
             effective_params(info.name, params)  # the cross-parameter rules
         except BacktestUsageError as exc:
             raise FormError("", str(exc)) from None
-        files = split_files(self.query_one("#bt-files", Input).value)
-        if not files:
-            raise FormError(
-                "bt-files", "data files: give at least one candle file (paths separated by commas)"
-            )
-        pair = self.query_one("#bt-pair", Input).value.strip() or None
-        timeframe = self.query_one("#bt-timeframe", Input).value.strip() or None
-        try:
-            resolve_streams(files, pair, timeframe)
-        except (BacktestUsageError, CandleFileError) as exc:
-            raise FormError("bt-files", screen_text(str(exc))) from None
+        files, pair, timeframe = self.checked_files()
         capital_text = self.query_one("#bt-capital", Input).value.strip()
         capital: Decimal | None = None
         if capital_text:
@@ -516,31 +445,8 @@ class BacktestScreen(Screen[None]):
             capital=capital,
         )
 
-    def _show_error(self, message: str, field: str | None = None) -> None:
-        self.query_one("#bt-error", Static).update(message)
-        if field:
-            widget = self.query_one(f"#{field}")
-            if isinstance(widget, Input):
-                self._bad_field = (field, widget.value)
-                widget.add_class("bt-invalid")
-            widget.focus()
-
     # -- actions ------------------------------------------------------------------------------
-    @on(Button.Pressed, "#bt-run")
-    @on(Input.Submitted)
-    def action_run(self) -> None:
-        if self.running:
-            self.notify("a backtest is running: esc cancels it", severity="warning")
-            return
-        try:
-            request = self.request()
-        except FormError as exc:
-            self._show_error(str(exc), exc.field)
-            return
-        self._show_error("")
-        self.running = True
-        self.progressed.clear()
-        self._set_running(True)
+    def _start(self, request: BacktestRequest) -> None:
         self._run(request)
 
     @on(Button.Pressed, "#bt-optimise")
@@ -552,28 +458,10 @@ class BacktestScreen(Screen[None]):
             self.app,
             self.settings,
             strategy=self.strategy().name,
-            files=split_files(self.query_one("#bt-files", Input).value),
-            pair=self.query_one("#bt-pair", Input).value.strip() or None,
-            timeframe=self.query_one("#bt-timeframe", Input).value.strip() or None,
+            files=self.files(),
+            pair=self.pair_timeframe()[0],
+            timeframe=self.pair_timeframe()[1],
         )
-
-    @on(Button.Pressed, "#bt-cancel")
-    def action_cancel_run(self) -> None:
-        self.workers.cancel_group(self, "backtest")
-
-    def action_escape(self) -> None:
-        if self.running:
-            self.action_cancel_run()
-        else:
-            self.app.pop_screen()
-
-    def _set_running(self, running: bool) -> None:
-        self.query_one("#bt-run", Button).disabled = running
-        self.query_one("#bt-cancel", Button).disabled = not running
-        if running:
-            bar = self.query_one("#bt-progress", ProgressBar)
-            bar.update(total=None, progress=0)
-            self.query_one("#bt-progress-text", Label).update("loading the candles…")
 
     def _progress(self, fraction: float, total: int) -> None:
         bar = self.query_one("#bt-progress", ProgressBar)
@@ -606,10 +494,8 @@ class BacktestScreen(Screen[None]):
             self.running = False
             if self.is_mounted:
                 self._set_running(False)
-                if outcome != "done":  # the bar stops (it pulses while the candles load)
-                    bar = self.query_one("#bt-progress", ProgressBar)
-                    bar.update(total=bar.total or 1, progress=bar.progress if bar.total else 0)
-                    self.query_one("#bt-progress-text", Label).update(f"{outcome}; nothing kept")
+                if outcome != "done":
+                    self._stop_progress(f"{outcome}; nothing kept")
 
     # -- the result -----------------------------------------------------------------------------
     def _show(self, r: BacktestResult) -> None:

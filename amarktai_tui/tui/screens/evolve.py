@@ -53,8 +53,9 @@ from amarktai_tui.ops.audit_store import connect
 from amarktai_tui.ops.evolve_commands import dna_text
 from amarktai_tui.strategies.registry import STRATEGIES
 from amarktai_tui.tui.autonomy_pane import fitness_text, short_member
-from amarktai_tui.tui.screens.backtest import _quiet_run, check_files, split_files
+from amarktai_tui.tui.screens.backtest import _quiet_run
 from amarktai_tui.tui.screens.new_bot import FormError
+from amarktai_tui.tui.screens.run_form import RunForm
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,15 @@ GENERATIONS_SHOWN = 8
 """Generations listed in the dialog after a run (the Autonomy tab lists them all)."""
 
 
-class EvolveScreen(ModalScreen[None]):
+class EvolveScreen(ModalScreen[None], RunForm[tuple[EvolutionSettings, dict[str, tuple[str, str]]]]):
     """The dialog (module doc). ``result`` is the last finished run; ``progressed`` is set at a
     run's first replay; ``engine`` returns the running engine (None: no seeds, no events)."""
+
+    PREFIX = "ev"
+    WORKER_GROUP = "evolve"
+    BUSY_TEXT = "an evolution run is going on: esc cancels it"
+    STARTING = "starting…"
+    NO_FILES_TEXT = "no file yet: one candle file per pair, separated by commas"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run", "Run", id="evolve.run", priority=True),
@@ -104,8 +111,6 @@ class EvolveScreen(ModalScreen[None]):
         self._engine = engine
         self._files = list(files)
         self.result: EvolutionResult | None = None
-        self.running = False
-        self.progressed = asyncio.Event()
 
     def compose(self) -> ComposeResult:
         evo = self.settings.autonomy.evolution
@@ -151,22 +156,9 @@ class EvolveScreen(ModalScreen[None]):
         self.query_one("#ev-population", Input).focus()
 
     # -- the form --------------------------------------------------------------------------------
-    @on(Input.Changed, "#ev-files")
-    def _check_files(self) -> None:
-        lines = check_files(split_files(self.query_one("#ev-files", Input).value), None, None)
-        text = Text()
-        for ok, line in lines:
-            if text:
-                text.append("\n")
-            text.append("✓ " if ok else "✗ ", style="bold")
-            text.append(line)
-        check = self.query_one("#ev-file-check", Static)
-        check.update(text if lines else "no file yet: one candle file per pair, separated by commas")
-        check.set_class(any(not ok for ok, _ in lines), "ev-bad")
-
-    @on(Input.Changed)
-    def _clear_invalid(self, event: Input.Changed) -> None:
-        event.input.remove_class("ev-invalid")
+    def pair_timeframe(self) -> tuple[str | None, str | None]:
+        """No Pair and Timeframe fields: each file's name gives them."""
+        return None, None
 
     def request(self) -> tuple[EvolutionSettings, dict[str, tuple[str, str]]]:
         """The form as evolution settings and ``{pair: (file, timeframe)}``; raises FormError."""
@@ -185,45 +177,25 @@ class EvolveScreen(ModalScreen[None]):
             field = next((f for f, n in FIELDS if n == name), "")
             raise FormError(field, f"{name}: {err['msg']}") from None
         try:
-            streams = streams_by_pair(split_files(self.query_one("#ev-files", Input).value))
+            streams = streams_by_pair(self.files())
         except EvolutionUsageError as exc:
             raise FormError("ev-files", str(exc).replace("--data", "data files")) from None
         return evo, streams
 
-    def _show_error(self, message: str, field: str | None = None) -> None:
-        self.query_one("#ev-error", Static).update(message)
-        if field:
-            widget = self.query_one(f"#{field}")
-            widget.add_class("ev-invalid")
-            widget.focus()
-
     # -- the run --------------------------------------------------------------------------------
-    @on(Button.Pressed, "#ev-run")
-    @on(Input.Submitted)
-    def action_run(self) -> None:
-        if self.running:
-            self.notify("an evolution run is going on: esc cancels it", severity="warning")
-            return
-        try:
-            evo, streams = self.request()
-        except FormError as exc:
-            self._show_error(str(exc), exc.field)
-            return
-        self._show_error("")
-        self.running = True
-        self.progressed.clear()
-        self.query_one("#ev-run", Button).disabled = True
-        self.query_one("#ev-close", Button).label = "Cancel  esc"
-        self.query_one("#ev-progress", ProgressBar).update(total=None, progress=0)
-        self.query_one("#ev-progress-text", Label).update("starting…")
-        self._run(evo, streams)
+    def _start(self, request: tuple[EvolutionSettings, dict[str, tuple[str, str]]]) -> None:
+        self._run(*request)
+
+    def _set_cancel(self, running: bool) -> None:
+        """No Cancel button: Close cancels a run."""
+        self.query_one("#ev-close", Button).label = "Cancel  esc" if running else "Close  esc"
 
     @on(Button.Pressed, "#ev-close")
-    def action_escape(self) -> None:
-        if self.running:
-            self.workers.cancel_group(self, "evolve")
-        else:
-            self.dismiss(None)
+    def _on_close(self) -> None:
+        self.action_escape()
+
+    def _close(self) -> None:
+        self.dismiss(None)
 
     def _progress(self, done: int, planned: int) -> None:
         self.query_one("#ev-progress", ProgressBar).update(total=max(planned, done, 1), progress=done)
@@ -282,14 +254,9 @@ class EvolveScreen(ModalScreen[None]):
                 conn.close()
             self.running = False
             if self.is_attached:
-                self.query_one("#ev-run", Button).disabled = False
-                self.query_one("#ev-close", Button).label = "Close  esc"
+                self._set_running(False)
                 if outcome != "done":
-                    bar = self.query_one("#ev-progress", ProgressBar)
-                    bar.update(total=bar.total or 1, progress=bar.progress if bar.total else 0)
-                    self.query_one("#ev-progress-text", Label).update(
-                        f"{outcome}; the generations recorded before stay in the ledger"
-                    )
+                    self._stop_progress(f"{outcome}; the generations recorded before stay in the ledger")
 
     def _show(self, r: EvolutionResult, elapsed: float) -> None:
         self.query_one("#ev-progress-text", Label).update(

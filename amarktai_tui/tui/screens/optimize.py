@@ -45,7 +45,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from amarktai_tui.autonomy.changes import Adjustment, Change, adjuster_for
@@ -67,14 +66,14 @@ from amarktai_tui.config import Settings
 from amarktai_tui.domain.enums import BotState
 from amarktai_tui.engine.engine import TradingEngine
 from amarktai_tui.market.errors import CandleFileError
-from amarktai_tui.ops.backtest import BacktestUsageError, resolve_streams
 from amarktai_tui.ops.optimize_commands import top_trials
 from amarktai_tui.strategies.registry import describe
 from amarktai_tui.tui import fmt
 from amarktai_tui.tui.bots_pane import StyledTable
-from amarktai_tui.tui.screens.backtest import Kpi, _quiet_run, _slug, check_files, screen_text, split_files
+from amarktai_tui.tui.screens.backtest import Kpi, _quiet_run, _slug
 from amarktai_tui.tui.screens.confirm import ConfirmScreen
 from amarktai_tui.tui.screens.new_bot import FormError
+from amarktai_tui.tui.screens.run_form import RunForm, screen_text
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -202,10 +201,15 @@ def show_optimize(
         screen.call_after_refresh(screen.prefill, strategy, files, pair, timeframe)
 
 
-class OptimizeScreen(Screen[None]):
+class OptimizeScreen(RunForm[OptimizeRequest]):
     """Set up, run, read, apply (module doc). ``result`` is the last finished run (done or
     interrupted); ``applied`` the last adjustment made from it; ``run_dir`` the last run's temporary
     directory (gone once the run is over); ``progressed`` is set at a run's first finished trial."""
+
+    PREFIX = "op"
+    WORKER_GROUP = "optimize"
+    BUSY_TEXT = "an optimisation is running: esc cancels it"
+    STARTING = "slicing the walk-forward windows…"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run", "Run", id="optimize.run", priority=True),
@@ -276,13 +280,10 @@ class OptimizeScreen(Screen[None]):
         self._timeframe = timeframe
         self._strategies = describe()
         self._first = strategy if strategy in self._strategies else next(iter(self._strategies))
-        self._bad_field: tuple[str | None, str] = (None, "")
         self._stop = threading.Event()
         self.result: OptimizeResult | None = None
         self.applied: Adjustment | None = None
         self.run_dir: Path | None = None
-        self.running = False
-        self.progressed = asyncio.Event()
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -420,27 +421,6 @@ class OptimizeScreen(Screen[None]):
         )
         self.query_one("#op-error", Static).update("")
 
-    @on(Input.Changed, "#op-files, #op-pair, #op-timeframe")
-    def _check_files(self) -> None:
-        files = split_files(self.query_one("#op-files", Input).value)
-        pair = self.query_one("#op-pair", Input).value.strip() or None
-        tf = self.query_one("#op-timeframe", Input).value.strip() or None
-        lines = check_files(files, pair, tf)
-        text = Text()
-        for ok, line in lines:
-            if text:
-                text.append("\n")
-            text.append("✓ " if ok else "✗ ", style="bold")
-            text.append(line)
-        check = self.query_one("#op-file-check", Static)
-        check.update(text if lines else "no file yet: paths separated by commas")
-        check.set_class(any(not ok for ok, _ in lines), "op-bad")
-
-    @on(Input.Changed)
-    def _clear_invalid(self, event: Input.Changed) -> None:
-        if event.input.id != self._bad_field[0] or event.value != self._bad_field[1]:
-            event.input.remove_class("op-invalid")
-
     def _int(self, field: str, name: str, low: int, high: int | None = None) -> int:
         text = self.query_one(f"#{field}", Input).value.strip()
         try:
@@ -456,17 +436,7 @@ class OptimizeScreen(Screen[None]):
         """The form as an OptimizeRequest (storage and study filled at the run); raises FormError
         naming the field."""
         strategy = str(self.query_one("#op-strategy", Select).value)
-        files = split_files(self.query_one("#op-files", Input).value)
-        if not files:
-            raise FormError(
-                "op-files", "data files: give at least one candle file (paths separated by commas)"
-            )
-        pair = self.query_one("#op-pair", Input).value.strip() or None
-        timeframe = self.query_one("#op-timeframe", Input).value.strip() or None
-        try:
-            resolve_streams(files, pair, timeframe)
-        except (BacktestUsageError, CandleFileError) as exc:
-            raise FormError("op-files", screen_text(str(exc))) from None
+        files, pair, timeframe = self.checked_files()
         trials = self._int("op-trials", "trials", 1)
         seed = self._int("op-seed", "seed", -(2**31), 2**32 - 1)
         folds = self._int("op-folds", "folds", 1, 20)
@@ -484,53 +454,16 @@ class OptimizeScreen(Screen[None]):
             workers=1,
         )
 
-    def _show_error(self, message: str, field: str | None = None) -> None:
-        self.query_one("#op-error", Static).update(message)
-        if field:
-            widget = self.query_one(f"#{field}")
-            if isinstance(widget, Input):
-                self._bad_field = (field, widget.value)
-                widget.add_class("op-invalid")
-            widget.focus()
-
     # -- the run -------------------------------------------------------------------------------
-    @on(Button.Pressed, "#op-run")
-    @on(Input.Submitted)
-    def action_run(self) -> None:
-        if self.running:
-            self.notify("an optimisation is running: esc cancels it", severity="warning")
-            return
-        try:
-            request = self.request()
-        except FormError as exc:
-            self._show_error(str(exc), exc.field)
-            return
-        self._show_error("")
-        self.running = True
-        self.progressed.clear()
+    def _start(self, request: OptimizeRequest) -> None:
         self._stop = threading.Event()
-        self._set_running(True)
         self._run(request)
 
-    @on(Button.Pressed, "#op-cancel")
     def action_cancel_run(self) -> None:
         """Stop after the running trial (a backtest in a thread cannot be cut short)."""
         if self.running and not self._stop.is_set():
             self._stop.set()
             self.query_one("#op-progress-text", Label).update("cancelling after the running trial…")
-
-    def action_escape(self) -> None:
-        if self.running:
-            self.action_cancel_run()
-        else:
-            self.app.pop_screen()
-
-    def _set_running(self, running: bool) -> None:
-        self.query_one("#op-run", Button).disabled = running
-        self.query_one("#op-cancel", Button).disabled = not running
-        if running:
-            self.query_one("#op-progress", ProgressBar).update(total=None, progress=0)
-            self.query_one("#op-progress-text", Label).update("slicing the walk-forward windows…")
 
     def _progress(self, done: int, total: int, best: float | None) -> None:
         if not self.is_attached:
@@ -606,9 +539,7 @@ class OptimizeScreen(Screen[None]):
             if self.is_attached:
                 self._set_running(False)
                 if outcome == "failed":
-                    bar = self.query_one("#op-progress", ProgressBar)
-                    bar.update(total=bar.total or 1, progress=bar.progress if bar.total else 0)
-                    self.query_one("#op-progress-text", Label).update("failed; nothing kept")
+                    self._stop_progress("failed; nothing kept")
 
     # -- the result ----------------------------------------------------------------------------
     def _show(self, r: OptimizeResult) -> None:
