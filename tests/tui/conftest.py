@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 from tui_helpers import BTC_1H
 
 from amarktai_tui.config import RiskSettings, Settings, load_settings
@@ -22,6 +23,17 @@ def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("AMARKTAI_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
+@pytest.fixture(autouse=True)
+def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A focused input shows its cursor steadily: a blink drawn or not by the time of a snapshot made
+    the modal snapshots flaky on a loaded machine."""
+
+    def toggle(self: Input) -> None:
+        self._cursor_visible = True
+
+    monkeypatch.setattr(Input, "_toggle_cursor", toggle)
 
 
 @pytest.fixture

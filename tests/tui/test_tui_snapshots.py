@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Input
 from tui_helpers import REPLAY_TIMEOUT_S, SIZE, profits_read, replay_done
 
 from amarktai_tui.tui.app import AmarktaiApp
@@ -46,16 +45,9 @@ def test_main_screen_profits(snap_compare: Any, make_app: MakeApp) -> None:
 
 
 def test_new_bot_form(snap_compare: Any, make_app: MakeApp) -> None:
+    """The form with its first field focused (the cursor is steady: see conftest)."""
     app = make_app()
-    show = after_replay(app, "n")
-
-    async def run_before(pilot: Pilot[None]) -> None:
-        await show(pilot)
-        for field in app.screen.query(Input):  # a blinking cursor is drawn or not by the time
-            field.cursor_blink = False
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SIZE, run_before=after_replay(app, "n"))
 
 
 def test_bot_details(snap_compare: Any, make_app: MakeApp) -> None:

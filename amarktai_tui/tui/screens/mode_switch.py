@@ -68,6 +68,9 @@ class ModeSwitchScreen(ModalScreen[TradingMode | None]):
     #mode-checks .check-fix { color: $text-muted; padding-left: 5; }
     #mode-phrase-box, #mode-totp-box { height: auto; }
     #mode-error { color: $error; text-style: bold; }
+    /* fixed: the label is only known once the mode is read; a width that follows it would need a
+       relayout the screen may not have drawn yet (a flaky snapshot under load) */
+    #mode-ok { width: 25; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="mode.cancel"),
