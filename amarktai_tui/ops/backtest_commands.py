@@ -45,14 +45,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import html
 import json
-import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -63,7 +61,7 @@ from amarktai_tui.ledger.export import iso_ms
 from amarktai_tui.ledger.pnl import canonical
 from amarktai_tui.ledger.reader import TripRow
 from amarktai_tui.ledger.report import json_ready
-from amarktai_tui.locations import db_path, logs_dir
+from amarktai_tui.locations import db_path
 from amarktai_tui.market.errors import CandleFileError
 from amarktai_tui.ops.backtest import (
     BacktestRequest,
@@ -73,6 +71,7 @@ from amarktai_tui.ops.backtest import (
     parse_params,
     run_backtest,
 )
+from amarktai_tui.ops.progress import BarUpdate, progress_bar, quiet_logs
 from amarktai_tui.ops.reports import equity_svg, money, pct, ratio
 
 PROG = "amarktai backtest"
@@ -99,7 +98,8 @@ def run_backtest_command(args: argparse.Namespace, settings: Settings, data_dir:
             raise BacktestUsageError(f"--html {args.html}: no such directory {html_dir}")
         with tempfile.TemporaryDirectory(prefix="amarktai-backtest-") as tmp:
             run_dir = Path(tmp)
-            with _quiet_logs(run_dir), _progress_bar() as progress:
+            with quiet_logs(run_dir), progress_bar("backtest", "candles") as bar:
+                progress = _candle_progress(bar)
                 result = asyncio.run(run_backtest(settings, request, run_dir, on_progress=progress))
             if keep is not None:
                 _move_ledger(run_dir, keep)
@@ -126,55 +126,15 @@ def run_backtest_command(args: argparse.Namespace, settings: Settings, data_dir:
     return 0
 
 
-@contextlib.contextmanager
-def _quiet_logs(run_dir: Path) -> Iterator[None]:
-    """Root logging to ``<run_dir>/logs/amarktai.log`` only (secrets redacted), restored after."""
-    from amarktai_tui.ops import redact
+def _candle_progress(bar: BarUpdate | None) -> ProgressFn | None:
+    """The backtest reports (fraction done, candles in all): the bar counts candles."""
+    if bar is None:
+        return None
 
-    logs_dir(run_dir).mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    saved, level = list(root.handlers), root.level
-    handler = logging.FileHandler(logs_dir(run_dir) / "amarktai.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    redact.install(handler)
-    for h in saved:
-        root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-        for h in saved:
-            root.addHandler(h)
-        root.setLevel(level)
+    def update(fraction: float, total: int) -> None:
+        bar(round(fraction * (total or 1)), total or 1)
 
-
-@contextlib.contextmanager
-def _progress_bar() -> Iterator[ProgressFn | None]:
-    """A rich progress bar on stderr when it is a terminal (else None: no progress shown)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("backtest"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("candles"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("backtest", total=None)
-
-        def update(fraction: float, total: int) -> None:
-            bar.update(task, total=total or 1, completed=round(fraction * (total or 1)))
-
-        yield update
+    return update
 
 
 def _move_ledger(run_dir: Path, keep: Path) -> None:

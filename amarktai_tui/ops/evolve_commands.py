@@ -61,6 +61,7 @@ from amarktai_tui.autonomy.evolution import (
 from amarktai_tui.autonomy.settings import EvolutionSettings
 from amarktai_tui.config import Settings
 from amarktai_tui.locations import db_path
+from amarktai_tui.ops.progress import progress_bar, quiet_logs
 from amarktai_tui.strategies.registry import STRATEGIES
 
 PROG = "amarktai evolve"
@@ -131,7 +132,6 @@ def _paper_seeds(data_dir: Path, space: GeneSpace, budget: Decimal) -> list[Dna]
 
 def _run(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
     from amarktai_tui.ops.audit_store import connect
-    from amarktai_tui.ops.backtest_commands import _quiet_logs
 
     if not args.data:
         raise _Usage("--data FILE[,FILE] is required (or: amarktai evolve show | lineage MEMBER|BOT)")
@@ -152,8 +152,8 @@ def _run(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
         run = new_run_id(conn)
         with (
             tempfile.TemporaryDirectory(prefix="amarktai-evolve-logs-") as tmp,
-            _quiet_logs(Path(tmp)),
-            _progress_bar() as progress,
+            quiet_logs(Path(tmp)),
+            progress_bar("evolve", "replays") as progress,
         ):
             result = asyncio.run(
                 evolve(evo, space, evaluator, run=run, seeds=seeds, conn=conn, on_progress=progress)
@@ -167,32 +167,6 @@ def _run(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
         for line in _result_lines(result, elapsed):
             print(line)
     return 0
-
-
-@contextlib.contextmanager
-def _progress_bar() -> Iterator[Any]:
-    """A rich progress bar on stderr when it is a terminal (else None)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("evolve"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("replays"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("evolve", total=None)
-
-        def update(done: int, planned: int) -> None:
-            bar.update(task, total=max(planned, done), completed=done)
-
-        yield update
 
 
 def _fit(value: Decimal | None) -> str | None:

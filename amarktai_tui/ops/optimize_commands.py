@@ -37,12 +37,10 @@ are recorded), one line on stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -59,6 +57,7 @@ from amarktai_tui.autonomy.optimize import (
 from amarktai_tui.config import Settings
 from amarktai_tui.ledger.export import iso_ms
 from amarktai_tui.market.errors import CandleFileError
+from amarktai_tui.ops.progress import BarUpdate, progress_bar, quiet_logs
 from amarktai_tui.ops.reports import pct
 
 PROG = "amarktai optimize"
@@ -66,8 +65,6 @@ PROG = "amarktai optimize"
 
 def run_optimize(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
     """Run ``amarktai optimize``; returns the exit code (module doc)."""
-    from amarktai_tui.ops.backtest_commands import _quiet_logs
-
     conf = settings.autonomy.optimize
     try:
         request = OptimizeRequest(
@@ -89,9 +86,10 @@ def run_optimize(args: argparse.Namespace, settings: Settings, data_dir: Path) -
         target = _apply_target(data_dir, args.apply, request.strategy) if args.apply else None
         with (
             tempfile.TemporaryDirectory(prefix="amarktai-optimize-") as tmp,
-            _quiet_logs(Path(tmp)),
-            _progress_bar() as progress,
+            quiet_logs(Path(tmp)),
+            progress_bar("optimize", "trials  best {task.fields[best]}", best="-") as bar,
         ):
+            progress = _trial_progress(bar)
             result = optimize(settings, data_dir, request, work_dir=Path(tmp), on_progress=progress)
     except (OptimizeUsageError, CandleFileError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -173,32 +171,15 @@ def _plain(v: Any) -> Any:
     return str(v) if isinstance(v, Decimal) else v
 
 
-@contextlib.contextmanager
-def _progress_bar() -> Iterator[ProgressFn | None]:
-    """A rich progress bar on stderr when it is a terminal (else None: no progress shown)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _trial_progress(bar: BarUpdate | None) -> ProgressFn | None:
+    """The study reports (trials finished, trials asked, best return so far as a fraction)."""
+    if bar is None:
+        return None
 
-    with Progress(
-        TextColumn("optimize"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("trials  best {task.fields[best]}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("optimize", total=None, best="-")
+    def update(done: int, total: int, best: float | None) -> None:
+        bar(done, total, best="-" if best is None else f"{best * 100:+.2f} %")
 
-        def update(done: int, total: int, best: float | None) -> None:
-            bar.update(
-                task, total=total, completed=done, best="-" if best is None else f"{best * 100:+.2f} %"
-            )
-
-        yield update
+    return update
 
 
 # -- output ------------------------------------------------------------------------------------
