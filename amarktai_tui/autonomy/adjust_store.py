@@ -102,15 +102,14 @@ async def insert(store: LedgerStore, row: NewRow) -> int:
     (e.g. an unknown bot id: foreign key) and ValueError for an unknown status."""
     if row.status not in STATUSES:
         raise ValueError(f"unknown adjustment status {row.status!r}")
-    # LedgerStore has no public way to run other SQL: its connection and lock, as its own methods do
-    async with store._lock:
-        cur = await store._conn.execute(
-            "INSERT INTO bot_adjustments (ts, bot_id, source, field, before_json, after_json, reason, status,"
-            " actor, ref_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (row.ts, row.bot_id, row.source, row.field, row.before, row.after, row.reason, row.status,
-             row.actor, row.ref_id),
-        )  # fmt: skip
-        return int(cur.lastrowid or 0)
+    return await store.append(
+        "bot_adjustments",
+        {
+            "ts": row.ts, "bot_id": row.bot_id, "source": row.source, "field": row.field,
+            "before_json": row.before, "after_json": row.after, "reason": row.reason,
+            "status": row.status, "actor": row.actor, "ref_id": row.ref_id,
+        },
+    )  # fmt: skip
 
 
 # -- reads --------------------------------------------------------------------------------------

@@ -431,13 +431,8 @@ async def insert_quarantine(
 ) -> int:
     """Append a ``quarantines`` row through the engine's writer connection; returns its id.
     Raises sqlite3.Error (e.g. an unknown bot id)."""
-    # LedgerStore has no public way to run other SQL: its connection and lock, as its own methods do
-    async with store._lock:
-        cur = await store._conn.execute(
-            "INSERT INTO quarantines (ts, bot_id, level, rule, reason, until_ts) VALUES (?,?,?,?,?,?)",
-            (ts, bot_id, level, rule, reason, until_ts),
-        )  # autocommit connection: one statement, one transaction
-        return int(cur.lastrowid or 0)
+    row = {"ts": ts, "bot_id": bot_id, "level": level, "rule": rule, "reason": reason, "until_ts": until_ts}
+    return await store.append("quarantines", row)
 
 
 def _read_quarantines(path: str) -> list[Quarantine]:

@@ -24,6 +24,10 @@ from amarktai_tui.domain.types import Fill, Order
 from amarktai_tui.ledger.schema import configure, migrate
 from amarktai_tui.risk.breakers import Breaker, Scope, Trip
 
+APPENDABLE = frozenset({"bot_adjustments", "quarantines"})
+"""Append-only tables whose rows other modules write through ``LedgerStore.append``: the autonomy
+package's decisions (``autonomy/adjust_store.py``) and quarantines (``autonomy/healing.py``)."""
+
 
 @dataclass(slots=True)
 class BotRecord:
@@ -404,6 +408,25 @@ class LedgerStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (ts, from_mode, to_mode, actor, reason, doctor_json),
             )  # autocommit connection: one statement, one transaction
+
+    async def append(self, table: str, row: dict[str, Any]) -> int:
+        """Append ``row`` (column -> value) to an append-only table another module owns (one of
+        ``APPENDABLE``) through the writer connection; returns the new row's id.
+
+        Raises ValueError for another table or a column name that is not an identifier, and
+        sqlite3.Error from SQLite (an unknown column, a foreign key).
+        """
+        if table not in APPENDABLE:
+            raise ValueError(f"{table!r} is not a table other modules append to")
+        if not row or not all(c.isidentifier() for c in row):
+            raise ValueError(f"bad columns for {table}: {sorted(row)}")
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        async with self._lock:
+            cur = await self._conn.execute(
+                f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
+            )  # autocommit connection: one statement, one transaction
+            return int(cur.lastrowid or 0)
 
     # -- the AI console's audit (schema v5) -----------------------------------------
     async def record_ai_action(

@@ -465,6 +465,21 @@ async def test_rows_are_append_only_and_every_row_is_published_and_audited(engin
     assert [r["id"] for r in adjustments(engine)] == [e.adjustment_id for e in seen]
 
 
+async def test_the_store_appends_only_to_the_tables_other_modules_own(engine: TradingEngine) -> None:
+    """``LedgerStore.append`` writes the autonomy rows; the money tables stay behind their own
+    methods, and a column name is never an injection."""
+    ema = by_name(engine, "btc-ema")
+    row = {"ts": engine.now_ms, "bot_id": ema, "level": 1, "rule": "test", "reason": "r", "until_ts": None}
+    qid = await engine.store.append("quarantines", row)
+    assert qid > 0
+    with pytest.raises(ValueError, match="'fills' is not a table"):
+        await engine.store.append("fills", {"id": 1})
+    with pytest.raises(ValueError, match="bad columns"):
+        await engine.store.append("quarantines", {"ts) VALUES (1); DROP TABLE bots; --": 1})
+    with pytest.raises(sqlite3.IntegrityError):  # no such bot: the foreign key holds
+        await engine.store.append("quarantines", {**row, "bot_id": 10_000})
+
+
 async def test_a_change_the_engine_refuses_is_a_refused_row(engine: TradingEngine) -> None:
     rsi = engine.runner_by_name("btc-rsi")
     assert rsi.rec.state is BotState.CIRCUIT_TRIPPED  # five losses in a row during the replay
