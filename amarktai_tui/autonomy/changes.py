@@ -347,6 +347,16 @@ class Adjuster:
             return await self._row(rec, p.source, p.field, p.before, p.after, f"rejected #{p.id}: {p.reason}",
                                    "rejected", actor, p.id)  # fmt: skip
 
+    async def withdraw(self, adjustment_id: int, why: str) -> Adjustment:
+        """The process that proposed ``adjustment_id`` takes it back (its finding no longer holds):
+        a ``rejected`` row by actor ``engine``, reason ``withdrawn #id: why``; nothing changes.
+        AdjustmentError when it is no pending proposal (the user answered it meanwhile)."""
+        async with self._lock:
+            p = self._pending(adjustment_id)
+            rec = self._t.record(p.bot_id)
+            return await self._row(rec, p.source, p.field, p.before, p.after, f"withdrawn #{p.id}: {why}",
+                                   "rejected", "engine", p.id)  # fmt: skip
+
     async def revert(self, adjustment_id: int, actor: str = "user") -> Adjustment:
         """Put back the ``before`` of an applied or accepted change, exactly (no bounds); its
         ``reverted`` row. AdjustmentError when the row took no effect, was reverted already, is a

@@ -30,7 +30,9 @@ Decision: the issue says in expert mode nothing automatic changes a bot; the alw
 net is the risk layer (bot drawdown, daily loss, consecutive losses and error-storm breakers,
 and gate C's daily limit), which acts in both modes and needs a recorded reset. Healing adds
 a softer, automatic layer for autonomous mode. A healing proposal is not repeated while one is
-pending for the bot, nor within ``escalation_hours[0]`` of the previous one.
+pending for the bot, nor within ``escalation_hours[0]`` of the previous one; it is withdrawn (a
+``rejected`` row by the engine, ``withdrawn #id``) once the bot has run ``STALE_HOURS`` (6 h) of
+checks with no rule holding, so the user is not asked to pause a bot that has recovered.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
+STALE_HOURS = 6
+"""Expert mode: a pending pause proposal is withdrawn after this long with no rule holding."""
 DAY_MS = 86_400_000
 RULES = ("hourly_loss", "capital_loss", "trade_limit", "idle")
 _CENT = Decimal("0.01")
@@ -251,6 +255,7 @@ class HealingJob:
         self._initial: dict[int, Decimal | None] = {}
         self._ended: set[int] = set()  # quarantine ids already resumed (or left alone)
         self._replaced: set[int] = set()  # retirements whose replacement was submitted
+        self._last_held: dict[int, int] = {}  # bot id -> last check a rule held (expert withdrawals)
         self._loaded = False
         self._keep_ms = max(HOUR_MS, round(hs.idle_hours * HOUR_MS)) + DAY_MS
         for f in engine.fill_log:
@@ -284,11 +289,14 @@ class HealingJob:
             if runner.rec.state is not BotState.RUNNING:
                 continue
             finding = await self.diagnose(runner, now_ms)
-            if finding is not None:
-                try:
+            try:
+                if finding is not None:
+                    self._last_held[runner.rec.id] = now_ms
                     await self.quarantine(runner, finding, now_ms)
-                except Exception:  # one bot's failure must not stop the others' checks
-                    log.exception("healing: quarantining %s failed", runner.rec.name)
+                elif self.settings.mode == "expert":
+                    await self._withdraw_stale(runner, now_ms)
+            except Exception:  # one bot's failure must not stop the others' checks
+                log.exception("healing: checking %s failed", runner.rec.name)
 
     def _sample(self, runner: BotRunner, now_ms: int) -> None:
         bot_id = runner.rec.id
@@ -406,6 +414,18 @@ class HealingJob:
                 return
         reason = f"quarantine proposed ({finding.rule}): {finding.reason}"
         await self.adjuster.submit(Change(rec.id, "healing", "state", "paused", reason))
+
+    async def _withdraw_stale(self, runner: BotRunner, now_ms: int) -> None:
+        """Expert mode: a pending pause proposal is taken back once no rule has held for
+        ``STALE_HOURS`` (a bot that has recovered is not paused on a stale finding; a finding that
+        flickers around its threshold keeps its one proposal)."""
+        for p in self.adjuster.pending(runner.rec.id):
+            if p.source != "healing" or p.field != "state":
+                continue
+            last = max(self._last_held.get(runner.rec.id, p.ts), p.ts)
+            if now_ms - last >= STALE_HOURS * HOUR_MS:
+                why = f"no healing rule has held for {(now_ms - last) / HOUR_MS:g} h"
+                await self.adjuster.withdraw(p.id, why)
 
     async def _resume_due(self, now_ms: int) -> None:
         latest: dict[int, Quarantine] = {}

@@ -14,12 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from learnheal_helpers import HOUR, Recorder, candles, drive, make_engine, spec
 
-from amarktai_tui.autonomy.changes import Adjuster, Adjustment
+from amarktai_tui.autonomy.changes import Adjuster, Adjustment, AdjustmentError
 from amarktai_tui.autonomy.dna import Dna
 from amarktai_tui.autonomy.evolution_store import MemberRow
 from amarktai_tui.autonomy.healing import (
     DAY_MS,
     HOUR_MS,
+    STALE_HOURS,
     HealingJob,
     Quarantine,
     capital_loss,
@@ -339,6 +340,49 @@ async def test_expert_mode_only_proposes(tmp_path: Path) -> None:
         again = next(t for t, eq in seen if t >= rejected.ts + HOUR and eq < D(990))
         assert [a.ts for a in proposals()] == [again, first.ts]
         assert engine.runners[1].rec.state is BotState.RUNNING
+    finally:
+        job.close()
+        await engine.store.close()
+
+
+async def test_expert_proposal_withdrawn_when_the_bot_recovers(tmp_path: Path) -> None:
+    """A pause proposed for an hourly loss is taken back once no rule has held for STALE_HOURS of
+    checks: the user is not asked to pause a bot that has recovered."""
+    hs = HealingSettings(hourly_loss=D("0.004"), capital_loss=D("0.99"), idle_hours=OFF)
+    engine, adj, rec, job, _ = await _healing(tmp_path, hs, mode="expert")
+    pnl: list[tuple[int, Decimal]] = []
+
+    async def checked(now: int) -> None:
+        r = engine.runners[1]
+        pnl.append((now, r.equity() - r.funding))
+        await job.run(now)
+
+    def answered() -> list[Adjustment]:
+        return [a for a in adj.history(limit=100) if a.source == "healing" and a.status == "rejected"]
+
+    try:
+        await drive(engine, candles()[:1500], [(FIVE_MIN, checked)], until=lambda: bool(answered()))
+        proposal = next(a for a in adj.history(limit=100) if a.status == "proposed")
+        withdrawn = answered()[0]
+        assert (withdrawn.ref_id, withdrawn.actor, withdrawn.after) == (proposal.id, "engine", "paused")
+        assert withdrawn.reason.startswith(f"withdrawn #{proposal.id}: no healing rule has held for ")
+        assert adj.pending() == []
+        # independently: the first check STALE_HOURS after the last one whose loss over the hour was
+        # more than 0.4 % of the capital (the rule held)
+        by_ts = dict(pnl)
+        last_held, expected = proposal.ts, None
+        for t, p in pnl:
+            if t <= proposal.ts:
+                continue
+            if t - HOUR in by_ts and by_ts[t - HOUR] - p > D(4):
+                last_held = t
+            elif t - last_held >= STALE_HOURS * HOUR:
+                expected = t
+                break
+        assert withdrawn.ts == expected
+        assert not [e for e in rec.of(BotStateChanged) if e.bot_id == 1]  # nothing changed the bot
+        with pytest.raises(AdjustmentError, match="answered already"):
+            await adj.accept(proposal.id)  # too late: it was withdrawn
     finally:
         job.close()
         await engine.store.close()
