@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input
-from tui_helpers import BTC_1H
+from tui_helpers import BTC_1H, settled
 
 from amarktai_tui.config import RiskSettings, Settings, load_settings
 from amarktai_tui.engine.setup import ReplayArgs
 from amarktai_tui.tui.app import AmarktaiApp
+
+RunBefore = Callable[[Pilot[None]], Awaitable[None]]
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +38,23 @@ def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
         self._cursor_visible = True
 
     monkeypatch.setattr(Input, "_toggle_cursor", toggle)
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Callable[..., bool]) -> Callable[..., bool]:
+    """pytest-textual-snapshot's ``snap_compare``, taken once the screen has settled: after the
+    test's ``run_before``, the app works off its queues until two screenshots in a row agree (a modal
+    pushed under load could be shot before its focus or layout had been drawn)."""
+
+    def compare(app: AmarktaiApp, *, run_before: RunBefore | None = None, **kwargs: Any) -> bool:
+        async def before(pilot: Pilot[None]) -> None:
+            if run_before is not None:
+                await run_before(pilot)
+            await settled(pilot)
+
+        return snap_compare(app, run_before=before, **kwargs)
+
+    return compare
 
 
 @pytest.fixture

@@ -23,6 +23,21 @@ async def replay_done(app: AmarktaiApp, pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
+async def settled(pilot: Pilot[None], rounds: int = 100) -> None:
+    """Let the app work off its queues until two screenshots in a row agree.
+
+    Raises AssertionError if the screen still changes after ``rounds`` rounds (something animates).
+    """
+    last = None
+    for _ in range(rounds):
+        await pilot.pause()
+        shot = pilot.app.export_screenshot()
+        if shot == last:
+            return
+        last = shot
+    raise AssertionError(f"the screen kept changing over {rounds} rounds")
+
+
 async def profits_read(app: AmarktaiApp, pilot: Pilot[None]) -> None:
     """Wait until the Profits pane shows the ledger's figures for everything the engine has made
     (it reads the ledger in a thread: at the feed's end, when shown, then every few seconds)."""
