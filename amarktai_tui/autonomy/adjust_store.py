@@ -68,6 +68,12 @@ class Adjustment:
         }
 
 
+def withdrawn(a: Adjustment) -> bool:
+    """Whether ``a`` is a proposal taken back by the process that made it (``Adjuster.withdraw``:
+    a ``rejected`` row by the engine whose reason starts ``withdrawn #``), not a user's rejection."""
+    return a.status == "rejected" and a.actor == "engine" and a.reason.startswith(f"withdrawn #{a.ref_id}:")
+
+
 def _plain(v: object) -> object:
     if isinstance(v, Decimal):
         return str(v)

@@ -33,7 +33,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Select, Static
 
-from amarktai_tui.autonomy.adjust_store import Adjustment
+from amarktai_tui.autonomy.adjust_store import Adjustment, withdrawn
 from amarktai_tui.autonomy.bounds import NEW_BOT_FIELDS, Bounds
 from amarktai_tui.autonomy.changes import Adjuster, adjuster_for
 from amarktai_tui.autonomy.evolution_store import LineageNode, MemberRow
@@ -379,6 +379,8 @@ class AutonomyPane(Vertical):
                 return table.styled(f"{a.status} ↺#{h.reverted_by}", "muted")
             if a.status == "reverted" and a.ref_id is not None:
                 return table.styled(f"reverted #{a.ref_id}", STATUS_ROLE["reverted"])
+            if withdrawn(a):
+                return table.styled(f"withdrawn #{a.ref_id}", STATUS_ROLE["rejected"])
             if a.status in ("accepted", "rejected") and a.ref_id is not None:
                 return table.styled(f"{a.status} #{a.ref_id}", STATUS_ROLE[a.status])
             return table.styled(a.status, STATUS_ROLE.get(a.status, ""))

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from learnheal_helpers import HOUR, Recorder, candles, drive, make_engine, spec
 
-from amarktai_tui.autonomy.changes import Adjuster, Adjustment, AdjustmentError
+from amarktai_tui.autonomy.adjust_store import withdrawn as is_withdrawal
+from amarktai_tui.autonomy.changes import Adjuster, Adjustment, AdjustmentError, Change
 from amarktai_tui.autonomy.dna import Dna
 from amarktai_tui.autonomy.evolution_store import MemberRow
 from amarktai_tui.autonomy.healing import (
@@ -345,6 +346,11 @@ async def test_expert_mode_only_proposes(tmp_path: Path) -> None:
         await engine.store.close()
 
 
+async def _proposal(adj: Adjuster) -> Adjustment:
+    """A fresh expert-mode proposal on the first bot (a user's pause)."""
+    return await adj.submit(Change(1, "healing", "state", "paused", "test"), actor="user")
+
+
 async def test_expert_proposal_withdrawn_when_the_bot_recovers(tmp_path: Path) -> None:
     """A pause proposed for an hourly loss is taken back once no rule has held for STALE_HOURS of
     checks: the user is not asked to pause a bot that has recovered."""
@@ -366,6 +372,8 @@ async def test_expert_proposal_withdrawn_when_the_bot_recovers(tmp_path: Path) -
         withdrawn = answered()[0]
         assert (withdrawn.ref_id, withdrawn.actor, withdrawn.after) == (proposal.id, "engine", "paused")
         assert withdrawn.reason.startswith(f"withdrawn #{proposal.id}: no healing rule has held for ")
+        assert is_withdrawal(withdrawn)  # shown as "withdrawn #id", not as the user's rejection
+        assert not is_withdrawal(await adj.reject((await _proposal(adj)).id))
         assert adj.pending() == []
         # independently: the first check STALE_HOURS after the last one whose loss over the hour was
         # more than 0.4 % of the capital (the rule held)
