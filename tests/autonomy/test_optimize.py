@@ -5,6 +5,7 @@ sharing one SQLite-backed study, and the backtest's warm-up window it relies on.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 from decimal import Decimal
@@ -32,6 +33,8 @@ from amarktai_tui.ops.backtest import BacktestRequest, run_backtest
 from amarktai_tui.strategies.registry import STRATEGIES, make_strategy
 
 HOUR = 3_600_000
+# TPE's random start-up trials (10), then 2 suggested by its model
+SEEDED_TRIALS = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default + 2
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +46,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def seeded(
     data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[OptimizeResult, OptimizeResult, Path]:
-    """The same study twice (seed 7, one worker) into two data dirs; the first data dir."""
+    """The same study twice (seed 7, one worker) into two data dirs; the first data dir. SEEDED_TRIALS
+    goes past TPE's random start-up trials, so the model-driven suggestions are compared too."""
     base = tmp_path_factory.mktemp("seeded")
-    a = run(base / "a", request(data), base / "wa")
-    b = run(base / "b", request(data), base / "wb")
+    a = run(base / "a", request(data, trials=SEEDED_TRIALS), base / "wa")
+    b = run(base / "b", request(data, trials=SEEDED_TRIALS), base / "wb")
     return a, b, base / "a"
 
 
@@ -115,7 +119,7 @@ def _key(trials: list[TrialResult]) -> list[tuple[int, object, object, str]]:
 def test_same_seed_one_worker_gives_the_same_trials_and_best(seeded: tuple[OptimizeResult, ...]) -> None:
     a, b, _ = seeded
     assert a.status == b.status == "done"
-    assert len(a.trials) == 4 and a.study_name != b.study_name
+    assert len(a.trials) == SEEDED_TRIALS and a.study_name != b.study_name
     assert _key(a.trials) == _key(b.trials)
     assert [(t.train, t.test) for t in a.trials] == [(t.train, t.test) for t in b.trials]
     assert a.best is not None and b.best is not None
@@ -154,7 +158,7 @@ def test_the_run_and_its_trials_are_in_the_ledger(
     (run_row,) = ledger_rows(data_dir, "SELECT * FROM optimization_runs")
     assert run_row["id"] == a.run_id and run_row["status"] == "done"
     assert run_row["study_name"] == a.study_name and run_row["sampler"] == "tpe"
-    assert run_row["seed"] == 7 and run_row["n_trials"] == 4 and run_row["workers"] == 1
+    assert run_row["seed"] == 7 and run_row["n_trials"] == SEEDED_TRIALS and run_row["workers"] == 1
     assert json.loads(run_row["objectives"]) == ["return"]
     assert a.best is not None
     assert json.loads(run_row["best_params_json"]) == a.best.params
