@@ -67,6 +67,7 @@ from amarktai_tui.strategies.registry import STRATEGIES, make_strategy
 if TYPE_CHECKING:
     import optuna
 
+    from amarktai_tui.autonomy.changes import Change
     from amarktai_tui.config import Settings
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,20 @@ class OptimizeResult:
     elapsed_s: float
     status: str
     error: str | None = None
+
+
+def result_changes(bot_id: int, best: TrialResult, why: str) -> list[Change]:
+    """What applying ``best`` to bot ``bot_id`` submits (source ``optimizer``): its strategy
+    parameters as one ``params`` change, then, when exits were searched, ``stop_loss`` and
+    ``take_profit`` (Decimal fractions), each with the reason ``why``."""
+    from amarktai_tui.autonomy.changes import Change
+
+    params = {k: v for k, v in best.params.items() if k not in EXITS}
+    changes = [Change(bot_id, "optimizer", "params", params, why)]
+    changes += [
+        Change(bot_id, "optimizer", k, Decimal(best.params[k]), why) for k in EXITS if k in best.params
+    ]
+    return changes
 
 
 def _mean(xs: Sequence[float]) -> float | None:

@@ -46,13 +46,13 @@ from pathlib import Path
 from typing import Any
 
 from amarktai_tui.autonomy.optimize import (
-    EXITS,
     OptimizeRequest,
     OptimizeResult,
     OptimizeUsageError,
     ProgressFn,
     TrialResult,
     optimize,
+    result_changes,
 )
 from amarktai_tui.config import Settings
 from amarktai_tui.ledger.export import iso_ms
@@ -145,7 +145,6 @@ def _apply_target(data_dir: Path, name: str, strategy: str) -> int:
 
 def _apply(settings: Settings, data_dir: Path, bot_id: int, r: OptimizeResult) -> list[dict[str, Any]]:
     """Submit the best trial's params (and exits) as optimizer changes; the adjustments made."""
-    from amarktai_tui.autonomy.changes import Change
     from amarktai_tui.ops.autonomy_commands import submit_change
 
     best = r.best
@@ -155,13 +154,8 @@ def _apply(settings: Settings, data_dir: Path, bot_id: int, r: OptimizeResult) -
         f"walk-forward in-sample return {pct(best.train_return, 2)}, "
         f"out-of-sample {pct(best.test_return, 2)} over {len(r.windows)} folds"
     )
-    params = {k: v for k, v in best.params.items() if k not in EXITS}
-    changes = [Change(bot_id, "optimizer", "params", params, why)]
-    changes += [
-        Change(bot_id, "optimizer", k, Decimal(best.params[k]), why) for k in EXITS if k in best.params
-    ]
     out = []
-    for change in changes:
+    for change in result_changes(bot_id, best, why):
         adj = submit_change(settings, data_dir, change)
         out.append({"id": adj.id, "field": adj.field, "status": adj.status, "after": _plain(adj.after)})
     return out

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,61 @@ async def test_a_study_equals_optimize_and_applies_as_a_proposal(make_app: MakeA
             await pilot.pause(0.05)  # the pane reads the ledger in a thread after the BotAdjusted event
         proposals = pane.query_one("#autonomy-proposals", StyledTable)
         assert str(proposals.get_row(str(row.id))[3]) == "optimizer"
+
+
+async def test_exits_searched_shown_and_applied_as_three_proposals(make_app: MakeApp, tmp_path: Path) -> None:
+    """SL / TP "searched too": the same study as ``amarktai optimize --exits``; every trial's
+    stop-loss and take-profit within the bounds; Apply proposes params, stop-loss and take-profit."""
+    data = write_slice(tmp_path / "candles", n=STUDY_CANDLES)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await replay_done(app, pilot)
+        screen = await open_screen(app, pilot)
+        await choose(pilot, screen, "op-strategy", "rsi_reversion")
+        await choose(pilot, screen, "op-exits", "on")
+        assert "stop_loss 0.01–0.1, take_profit 0.02–0.1" in text(screen.query_one("#op-summary", Static))
+        await fill_form(pilot, screen, str(data), trials=3, seed=5, folds=2)
+        await run_and_wait(app, pilot)
+
+        shown = screen.result
+        assert shown is not None and shown.status == "done" and shown.best is not None
+        request = OptimizeRequest(
+            strategy="rsi_reversion", files=(str(data),), trials=3, seed=5, folds=2, exits=True
+        )
+        expected = await asyncio.to_thread(direct, app.settings, tmp_path / "direct", request)
+        assert [same(t) for t in shown.trials] == [same(t) for t in expected.trials]
+        bounds = app.settings.autonomy.bounds
+        for t in shown.trials:
+            assert bounds.stop_loss_min <= Decimal(t.params["stop_loss"]) <= bounds.stop_loss_max
+            assert bounds.take_profit_min <= Decimal(t.params["take_profit"]) <= bounds.take_profit_max
+        top = screen.query_one("#op-top-trials", StyledTable)
+        assert str(top.columns["Params"].label) == "period · oversold · overbought · stop_loss · take_profit"
+
+        engine = app.engine
+        assert engine is not None
+        bot = engine.runner_by_name("btc-rsi")
+        screen.query_one("#op-apply", Button).press()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await asyncio.wait_for(workers_done(app, "optimize-apply"), REPLAY_TIMEOUT_S)
+        await pilot.pause()
+        rows = screen.applied_rows
+        assert [(r.field, r.status, r.source) for r in rows] == [
+            ("params", "proposed", "optimizer"),
+            ("stop_loss", "proposed", "optimizer"),
+            ("take_profit", "proposed", "optimizer"),
+        ]
+        b = shown.best
+        assert rows[0].after == {k: v for k, v in b.params.items() if k not in ("stop_loss", "take_profit")}
+        for r, key in zip(rows[1:], ("stop_loss", "take_profit"), strict=True):
+            # the one door keeps the searched value, or brings it within the bounds and says so (a
+            # stop-loss that would risk more than 2 % per trade on this bot)
+            assert r.after == b.params[key] or f"{key} {b.params[key]} -> {r.after} to keep" in r.reason
+        assert all(r.bot_id == bot.rec.id for r in rows)
+        assert text(screen.query_one("#op-applied", Static)).endswith(
+            "(+2 for stop-loss/take-profit: see the Autonomy tab)"
+        )
 
 
 async def test_bad_input_is_one_line_naming_the_field(make_app: MakeApp, tmp_path: Path) -> None:

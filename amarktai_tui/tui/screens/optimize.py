@@ -6,7 +6,9 @@ ranges it searches beside it, ``autonomy.optimize.search_space``), the data file
 prefilled from the running replay, checked as typed exactly as on the Backtest screen), pair and
 timeframe (empty: from the file names), trials, sampler (``tpe``: the best mean in-sample return;
 ``nsga2``: return up and max drawdown down, a Pareto front), seed and walk-forward folds (defaults
-from ``[autonomy.optimize]``).
+from ``[autonomy.optimize]``), and SL / TP: the bot's own stop-loss and take-profit, or searched too
+within ``[autonomy.bounds]`` (``amarktai optimize --exits``). Several worker processes are the
+CLI's (``--workers``).
 
 Run (``ctrl+r``) calls ``autonomy.optimize.optimize`` in a thread (it runs its own event loop per
 trial), one worker process, with its data slices in a temporary directory of its own, removed when
@@ -21,7 +23,8 @@ of the user's log. Bad input is one line naming the field; a runtime failure is 
 The result: the best trial's parameters with its mean in-sample (train windows) and out-of-sample
 (the following test windows, never seen by the sampler) return and max drawdown, one row per fold,
 this run's ten best trials, and for NSGA-II the Pareto front. "Apply…" submits the best parameters
-to a running bot of the same strategy as ``Change(bot, "optimizer", "params", ...)`` through the
+to a running bot of the same strategy as ``Change(bot, "optimizer", "params", ...)`` (then the
+stop-loss and take-profit changes, when searched: ``autonomy.optimize.result_changes``) through the
 engine's ``Adjuster`` (``autonomy.changes.adjuster_for``), after a confirmation: in expert mode it
 becomes a proposal in the Autonomy tab, in autonomous mode it is applied within the bounds; one
 line says which (or why it was refused).
@@ -59,6 +62,7 @@ from amarktai_tui.autonomy.optimize import (
     TrialResult,
     mask_url,
     optimize,
+    result_changes,
     search_space,
 )
 from amarktai_tui.autonomy.views import change_text
@@ -87,6 +91,8 @@ KPIS = ("IS return", "IS max DD", "OOS return", "OOS max DD", "Trials")
 TOP_SHOWN = 10
 """Rows of the top trials table (this run's best by in-sample return)."""
 SAMPLERS = (("tpe: best return", "tpe"), ("nsga2: return vs drawdown", "nsga2"))
+EXIT_CHOICES = (("the bot's own", "off"), ("searched too", "on"))
+"""Stop-loss and take-profit: kept as the bot has them, or searched within ``[autonomy.bounds]``."""
 FOLD_COLUMNS = (
     ("Fold", False),
     ("Train (UTC)", False),
@@ -231,6 +237,7 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
     OptimizeScreen .op-num { width: 8; }
     OptimizeScreen #op-strategy, OptimizeScreen #op-files { width: 1fr; }
     OptimizeScreen #op-sampler { width: 30; }
+    OptimizeScreen #op-exits { width: 30; }
     OptimizeScreen #op-pair { width: 10; margin-right: 1; }
     OptimizeScreen #op-timeframe { width: 5; }
     OptimizeScreen #op-file-check { height: auto; max-height: 3; color: $text-muted; }
@@ -283,6 +290,9 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
         self._stop = threading.Event()
         self.result: OptimizeResult | None = None
         self.applied: Adjustment | None = None
+        """The row of the last Apply's params change."""
+        self.applied_rows: list[Adjustment] = []
+        """Every row of the last Apply (params, then stop-loss and take-profit when searched)."""
         self.run_dir: Path | None = None
 
     # -- layout ----------------------------------------------------------------------------
@@ -338,6 +348,9 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
                 with Horizontal(classes="op-row"):
                     yield Label("Sampler", classes="op-label")
                     yield Select(SAMPLERS, value="tpe", allow_blank=False, compact=True, id="op-sampler")
+                with Horizontal(classes="op-row"):
+                    yield Label("SL / TP", classes="op-label")
+                    yield Select(EXIT_CHOICES, value="off", allow_blank=False, compact=True, id="op-exits")
                 yield Static(self._storage_text(), id="op-storage")
                 with Horizontal(id="op-buttons"):
                     yield Button("Run  ctrl+r", id="op-run", variant="primary", compact=True)
@@ -412,12 +425,20 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
     def _on_strategy(self, event: Select.Changed) -> None:
         self._strategy_changed(str(event.value))
 
+    @on(Select.Changed, "#op-exits")
+    def _on_exits(self) -> None:
+        self._strategy_changed(str(self.query_one("#op-strategy", Select).value))
+
+    def _exits(self) -> bool:
+        return self.query_one("#op-exits", Select).value == "on"
+
     def _strategy_changed(self, name: str) -> None:
         info = self._strategies.get(name)
         if info is None:
             return
+        bounds = self.settings.autonomy.bounds if self._exits() else None
         self.query_one("#op-summary", Static).update(
-            f"{info.summary}\nSearches {space_text(search_space(name))}."
+            f"{info.summary}\nSearches {space_text(search_space(name, bounds))}."
         )
         self.query_one("#op-error", Static).update("")
 
@@ -452,6 +473,7 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
             folds=folds,
             train_fraction=self.settings.autonomy.optimize.train_fraction,
             workers=1,
+            exits=self._exits(),
         )
 
     # -- the run -------------------------------------------------------------------------------
@@ -581,7 +603,8 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
         rate = f" ({len(r.trials) / r.elapsed_s:.2f} trials/s)" if r.elapsed_s > 0 else ""
         self.query_one("#op-elapsed", Label).update(f"ran in {r.elapsed_s:.1f} s{rate}")
         top = top_trials(r, TOP_SHOWN)
-        names = [d.name for d in search_space(r.strategy) if d.name not in EXITS]
+        searched = [k for k in EXITS if any(k in t.params for t in r.trials)]  # exits, when searched
+        names = [*(d.name for d in search_space(r.strategy) if d.name not in EXITS), *searched]
         self._fill_trials("op-top-trials", top, names)
         self.query_one("#op-top-title", Label).update(
             f"Top trials of this run ({len(top)} of {complete} complete, by in-sample return)"
@@ -640,7 +663,7 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
                 fmt.pct(t.train_max_drawdown),
                 table.styled(signed(t.test_return), _role(t.test_return)),
                 fmt.pct(t.test_max_drawdown),
-                values_text({k: v for k, v in t.params.items() if k not in EXITS}),
+                values_text(t.params),
             ]
             table.add_row(*_justified(cells, TRIAL_COLUMNS), key=str(t.number))
 
@@ -692,37 +715,43 @@ class OptimizeScreen(RunForm[OptimizeRequest]):
         if adjuster is None:
             self._show_applied("autonomy is not running beside the engine: nothing can be applied now")
             return
-        params = {k: v for k, v in r.best.params.items() if k not in EXITS}
-        change = Change(runner.rec.id, "optimizer", "params", params, reason_of(r))
-        what = change_text("params", dict(runner.rec.params), params)
+        changes = result_changes(runner.rec.id, r.best, reason_of(r))
+        rec = runner.rec
+        now = {"params": dict(rec.params), "stop_loss": rec.stop_loss, "take_profit": rec.take_profit}
+        what = "; ".join(change_text(c.field, now[c.field], c.after) for c in changes)
         if adjuster.mode == "expert":
             how = "Expert mode: this makes a proposal; nothing changes until you accept it in the Autonomy tab (8)."
         else:
             how = "Autonomous mode: the parameters are applied now, brought within the bounds; r in the Autonomy tab reverts them."
-        why = f"{runner.rec.name}: {what}.\nReason: {change.reason}\n\n{how}"
+        why = f"{runner.rec.name}: {what}.\nReason: {changes[0].reason}\n\n{how}"
 
         def confirmed(ok: bool | None) -> None:
             if ok:
-                self._submit(change)
+                self._submit(changes)
 
         self.app.push_screen(
             ConfirmScreen(f"Apply trial {r.best.number} to {runner.rec.name}?", why, "Apply"), confirmed
         )
 
     @work(group="optimize-apply", exit_on_error=False)
-    async def _submit(self, change: Change) -> None:
+    async def _submit(self, changes: list[Change]) -> None:
+        """Submit the params change, then the exits (when searched); the first row is shown, with
+        how many more rows the exits made."""
         engine = self._engine()
         adjuster = adjuster_for(engine) if engine is not None else None
         if adjuster is None:
             self._show_applied("autonomy is not running beside the engine: nothing can be applied now")
             return
+        rows: list[Adjustment] = []
         try:
-            row = await adjuster.submit(change, actor="user")
+            for change in changes:
+                rows.append(await adjuster.submit(change, actor="user"))
         except Exception as exc:  # e.g. the bot is gone: one line
             self._show_applied(f"not applied: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             return
-        self.applied = row
-        self._show_applied(outcome_text(row), row.status)
+        self.applied, self.applied_rows = rows[0], rows
+        more = f" (+{len(rows) - 1} for stop-loss/take-profit: see the Autonomy tab)" if len(rows) > 1 else ""
+        self._show_applied(outcome_text(rows[0]) + more, rows[0].status)
 
     def _show_applied(self, line: str, status: str = "refused") -> None:
         widget = self.query_one("#op-applied", Static)
