@@ -2,11 +2,9 @@
 
 A study searches one strategy's parameters over candle files:
 
-- **Space**: each numeric parameter within the strategy's ``SEARCH`` ranges (``SearchRange``;
-  the ``ParamSpec`` bounds where a strategy declares none), choices over all their values; a
-  range with ``above`` (sma_cross's ``slow`` > ``fast``) is sampled after the parameter it must
-  exceed, from just above its value, so no trial breaks the constraint. With ``exits``, the bots'
-  ``stop_loss`` and ``take_profit`` too, within ``[autonomy.bounds]``.
+- **Space** (``autonomy.search_space``): the strategy's ``SEARCH`` ranges (its ParamSpec bounds
+  where it declares none), choices over all their values, constrained ranges sampled in order;
+  with ``exits``, the bots' ``stop_loss`` and ``take_profit`` too, within ``[autonomy.bounds]``.
 - **Walk-forward** (``autonomy.walkforward``): the data range, after the warm-up the strategy
   needs at the top of its search ranges, is cut into ``folds`` blocks, each a train window then a
   test window. A trial backtests its parameters (``ops.backtest.run_backtest``, the replay path:
@@ -24,9 +22,9 @@ A study searches one strategy's parameters over candle files:
   ``workers`` > 1 starts that many processes (multiprocessing, spawn) that load the study from
   the storage and share the trials; worker ``i`` seeds its sampler with ``seed + i``.
   Reproducible: the same seed with one worker gives the same trials and the same best params.
-- **Ledger**: the run and its trials are appended to ``optimization_runs`` /
-  ``optimization_trials`` in the data dir's ledger when the run ends (done, failed or
-  interrupted), in one transaction.
+- **Ledger** (``autonomy.optimize_store``): the run and its trials are appended to
+  ``optimization_runs`` / ``optimization_trials`` in the data dir's ledger when the run ends
+  (done, failed or interrupted), in one transaction.
 
 Errors: ``OptimizeUsageError`` (one line: unknown strategy, bad data, trials or workers < 1, a
 bad storage URL, a study that exists with other settings) and ``market.errors.CandleFileError``
@@ -41,28 +39,30 @@ import json
 import logging
 import multiprocessing
 import os
-import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from amarktai_tui.autonomy.settings import BoundsSettings
+from amarktai_tui.autonomy.optimize_store import record_run
+from amarktai_tui.autonomy.search_space import (
+    EXITS,
+    Dim,
+    OptimizeUsageError,
+    search_space,
+    suggest,
+    warmup_candles,
+)
 from amarktai_tui.autonomy.walkforward import Window, walk_forward_windows
 from amarktai_tui.domain.types import Candle, timeframe_to_ms
-from amarktai_tui.ledger.schema import configure, migrate
-from amarktai_tui.locations import db_path
 from amarktai_tui.ops.backtest import BacktestRequest, BacktestResult, BacktestUsageError, run_backtest
 from amarktai_tui.strategies.base import StrategyParamError
-from amarktai_tui.strategies.params import ParamSpec, SearchRange
-from amarktai_tui.strategies.registry import STRATEGIES, make_strategy
 
 if TYPE_CHECKING:
     import optuna
@@ -79,13 +79,8 @@ DIRECTIONS: dict[str, list[Literal["maximize", "minimize"]]] = {
     "nsga2": ["maximize", "minimize"],
 }
 STORAGE_FILE = "optuna.sqlite3"
-EXITS = ("stop_loss", "take_profit")
 ProgressFn = Callable[[int, int, "float | None"], None]
 """``(trials finished in this run, trials asked, best in-sample return so far or None)``."""
-
-
-class OptimizeUsageError(ValueError):
-    """Bad optimisation input; ``str()`` is one line naming the flag and what is wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,20 +104,6 @@ class OptimizeRequest:
     study: str | None = None
     exits: bool = False
     capital: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Dim:
-    """One searched dimension: a strategy parameter or an exit (``stop_loss``/``take_profit``)."""
-
-    name: str
-    kind: Literal["int", "float", "choice"]
-    low: float = 0.0
-    high: float = 0.0
-    above: str | None = None
-    log: bool = False
-    choices: tuple[str, ...] = ()
-    exit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,89 +231,6 @@ def result_changes(bot_id: int, best: TrialResult, why: str) -> list[Change]:
 
 def _mean(xs: Sequence[float]) -> float | None:
     return statistics.fmean(xs) if xs else None
-
-
-# -- the search space -------------------------------------------------------------------------
-
-
-def search_space(strategy: str, bounds: BoundsSettings | None = None) -> list[Dim]:
-    """The dimensions of ``strategy`` (its ``SEARCH`` ranges, else its ParamSpec bounds; an
-    unbounded number stays at its default and is not searched), then, with ``bounds``, the
-    stop-loss and take-profit ranges. Raises OptimizeUsageError for an unknown strategy."""
-    cls = STRATEGIES.get(strategy)
-    if cls is None:
-        raise OptimizeUsageError(f"--strategy: unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
-    ranges: Mapping[str, SearchRange] = getattr(cls, "SEARCH", {})
-    dims = []
-    for spec in cls.PARAMS:
-        dim = _dim(spec, ranges.get(spec.name))
-        if dim is not None:
-            dims.append(dim)
-    if bounds is not None:
-        dims.append(
-            Dim("stop_loss", "float", float(bounds.stop_loss_min), float(bounds.stop_loss_max), exit=True)
-        )
-        dims.append(
-            Dim(
-                "take_profit",
-                "float",
-                float(bounds.take_profit_min),
-                float(bounds.take_profit_max),
-                exit=True,
-            )
-        )
-    return dims
-
-
-def _dim(spec: ParamSpec, rng: SearchRange | None) -> Dim | None:
-    if spec.kind == "choice":
-        return Dim(spec.name, "choice", choices=spec.choices)
-    if rng is not None:
-        return Dim(spec.name, spec.kind, rng.low, rng.high, rng.above, rng.log)
-    if spec.minimum is None or spec.maximum is None:
-        return None
-    lo, hi = spec.minimum, spec.maximum
-    if spec.exclusive:
-        lo, hi = (lo + 1, hi - 1) if spec.kind == "int" else (lo + 1e-6, hi - 1e-6)
-    return Dim(spec.name, spec.kind, lo, hi)
-
-
-def suggest(trial: optuna.Trial, dims: Sequence[Dim]) -> dict[str, Any]:
-    """Sample one point of ``dims`` on ``trial`` (exits as Decimal fractions, 4 places).
-
-    A dimension with ``above`` is sampled from just above the already sampled value it must
-    exceed; raises ``optuna.TrialPruned`` if nothing is left above it.
-    """
-    import optuna
-
-    out: dict[str, Any] = {}
-    for d in dims:
-        if d.kind == "choice":
-            out[d.name] = trial.suggest_categorical(d.name, list(d.choices))
-            continue
-        low = d.low
-        if d.above is not None and isinstance(out.get(d.above), int | float):
-            low = max(low, out[d.above] + (1 if d.kind == "int" else 1e-6))
-        if low > d.high:
-            raise optuna.TrialPruned(f"{d.name}: nothing left in its range above {d.above}")
-        if d.kind == "int":
-            out[d.name] = trial.suggest_int(d.name, int(low), int(d.high), log=d.log)
-        else:
-            value = trial.suggest_float(d.name, low, d.high, log=d.log)
-            out[d.name] = Decimal(str(round(value, 4))) if d.exit else value
-    return out
-
-
-def warmup_candles(strategy: str, dims: Sequence[Dim]) -> int:
-    """Candles a strategy needs before it can trade, at the top of its search ranges."""
-    top: dict[str, Any] = {
-        d.name: (int(d.high) if d.kind == "int" else d.high) for d in dims if d.kind != "choice"
-    }
-    top = {k: v for k, v in top.items() if k not in EXITS}
-    try:
-        return int(make_strategy(strategy, top).warmup)
-    except StrategyParamError:
-        return int(max(top.values(), default=0)) + 1
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -796,81 +694,3 @@ def _run_workers(
         err = Path(s.error_file)
         why = err.read_text(encoding="utf-8") if err.exists() else f"exit code {p.exitcode}"
         raise RuntimeError(f"worker {p.name} failed: {why}")
-
-
-# -- the ledger --------------------------------------------------------------------------------
-
-
-def record_run(data_dir: Path, request: OptimizeRequest, r: OptimizeResult, started_ts: int) -> int:
-    """Append the run and its trials to the data dir's ledger in one transaction; its run id."""
-
-    def values(t: TrialResult | None) -> dict[str, Any] | None:
-        if t is None:
-            return None
-        return {
-            "trial": t.number,
-            "in_sample": {"return": t.train_return, "max_drawdown": t.train_max_drawdown},
-            "out_of_sample": {"return": t.test_return, "max_drawdown": t.test_max_drawdown},
-        }
-
-    data = {
-        "files": list(request.files),
-        "pair": request.pair,
-        "timeframe": request.timeframe,
-        "streams": [list(s) for s in r.streams],
-        "folds": request.folds,
-        "train_fraction": str(request.train_fraction),
-        "warmup": r.warmup,
-        "exits": request.exits,
-        "windows": [w._asdict() for w in r.windows],
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(db_path(data_dir), timeout=30)) as conn:
-        configure(conn)
-        migrate(conn)
-        with conn:
-            cur = conn.execute(
-                "INSERT INTO optimization_runs (study_name, storage, strategy, objectives, sampler, seed,"
-                " data_json, n_trials, workers, started_ts, finished_ts, status, best_params_json,"
-                " best_values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.study_name,
-                    r.storage,
-                    r.strategy,
-                    json.dumps(list(r.objectives)),
-                    r.sampler,
-                    r.seed,
-                    json.dumps(data),
-                    request.trials,
-                    request.workers,
-                    started_ts,
-                    _now_ms(),
-                    r.status,
-                    None if r.best is None else json.dumps(r.best.params),
-                    None if r.best is None else json.dumps(values(r.best)),
-                ),
-            )
-            run_id = int(cur.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO optimization_trials (run_id, number, params_json, values_json, test_json, state, ts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        t.number,
-                        json.dumps(t.params),
-                        None if t.values is None else json.dumps(t.values),
-                        json.dumps(
-                            {
-                                "folds": [s.as_dict() for s in t.test],
-                                "return": t.test_return,
-                                "max_drawdown": t.test_max_drawdown,
-                            }
-                        ),
-                        t.state,
-                        t.ts,
-                    )
-                    for t in r.trials
-                ],
-            )
-    return run_id

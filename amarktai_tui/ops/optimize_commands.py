@@ -48,11 +48,13 @@ from typing import Any
 from amarktai_tui.autonomy.optimize import (
     OptimizeRequest,
     OptimizeResult,
-    OptimizeUsageError,
     ProgressFn,
     TrialResult,
     optimize,
     result_changes,
+)
+from amarktai_tui.autonomy.search_space import (
+    OptimizeUsageError,
 )
 from amarktai_tui.config import Settings
 from amarktai_tui.ledger.export import iso_ms

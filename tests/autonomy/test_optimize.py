@@ -18,9 +18,11 @@ from optimize_helpers import btc_slice, ledger_rows, request, run
 
 from amarktai_tui.autonomy.optimize import (
     OptimizeResult,
-    OptimizeUsageError,
     TrialResult,
     score,
+)
+from amarktai_tui.autonomy.search_space import (
+    OptimizeUsageError,
     search_space,
     suggest,
     warmup_candles,

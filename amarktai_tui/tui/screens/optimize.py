@@ -2,7 +2,7 @@
 
 Opened with ``O``, "Optimise a strategy" in the palette, or "Optimise…" on the Backtest screen
 (which carries its strategy, data files and pair/timeframe over). The form: a strategy (the
-ranges it searches beside it, ``autonomy.optimize.search_space``), the data files (comma-separated,
+ranges it searches beside it, ``autonomy.search_space.search_space``), the data files (comma-separated,
 prefilled from the running replay, checked as typed exactly as on the Backtest screen), pair and
 timeframe (empty: from the file names), trials, sampler (``tpe``: the best mean in-sample return;
 ``nsga2``: return up and max drawdown down, a Pareto front), seed and walk-forward folds (defaults
@@ -52,17 +52,19 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, S
 
 from amarktai_tui.autonomy.changes import Adjustment, Change, adjuster_for
 from amarktai_tui.autonomy.optimize import (
-    EXITS,
     STORAGE_FILE,
-    Dim,
     OptimizeRequest,
     OptimizeResult,
-    OptimizeUsageError,
     Sampler,
     TrialResult,
     mask_url,
     optimize,
     result_changes,
+)
+from amarktai_tui.autonomy.search_space import (
+    EXITS,
+    Dim,
+    OptimizeUsageError,
     search_space,
 )
 from amarktai_tui.autonomy.views import change_text
