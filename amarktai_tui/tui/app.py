@@ -167,7 +167,7 @@ class AmarktaiApp(App[None]):
                 yield SystemPane(self.data_dir, lambda: self.engine, id="system-pane")
             with TabPane("8 Autonomy", id="autonomy"):
                 yield AutonomyPane(self.settings.autonomy, self.bus, lambda: self.engine, id="autonomy-pane")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._load_themes()
