@@ -5,8 +5,6 @@ saved in a real keyring (the encrypted file backend), a real engine over a real 
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import queue
 import sqlite3
@@ -19,7 +17,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+import smtp_helpers
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from amarktai_tui.config import Settings, load_settings
 from amarktai_tui.engine.engine import TradingEngine
@@ -65,9 +64,7 @@ class SmtpThread:
     # -- aiosmtpd handler hooks (on the server's loop) --
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
+        msg = smtp_helpers.parse(envelope)
         login = self._logins[-1] if session.authenticated else None
         got = Received(msg, str(envelope.mail_from), list(envelope.rcpt_tos), login, time.monotonic())
         self.received.put(got)
@@ -82,24 +79,11 @@ class SmtpThread:
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
     ) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
-            USER.encode(),
-            PASSWORD.encode(),
-        )
-        if ok:
-            assert isinstance(data, LoginPassword)
-            self._logins.append((data.login, data.password))
-        return AuthResult(success=ok, handled=False)
+        return smtp_helpers.check_login(data, USER, PASSWORD, self._logins)
 
     def _protocol(self) -> SMTP:
         self.connections += 1
-        return SMTP(
-            self,
-            hostname="localhost",
-            authenticator=self.authenticate,
-            auth_required=True,
-            auth_require_tls=False,
-        )
+        return smtp_helpers.session(self, self.authenticate)
 
     # -- the thread --
 

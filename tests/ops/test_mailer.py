@@ -6,8 +6,6 @@ with the ``email`` package."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import logging
 import sqlite3
@@ -18,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+import smtp_helpers
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from test_reports import replay_prefix
 
 from amarktai_tui.config import Settings, load_settings
@@ -59,9 +58,7 @@ class Inbox:
         if self.reject:
             self.reject -= 1
             return "554 5.7.1 refused for the test"
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
+        msg = smtp_helpers.parse(envelope)
         at = self.clock() if self.clock else 0.0
         login = self.logins[-1] if session.authenticated else None
         await self.got.put(Received(str(envelope.mail_from), list(envelope.rcpt_tos), msg, login, at))
@@ -70,14 +67,7 @@ class Inbox:
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
     ) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
-            USER.encode(),
-            PASSWORD.encode(),
-        )
-        if ok:
-            assert isinstance(data, LoginPassword)
-            self.logins.append((data.login, data.password))
-        return AuthResult(success=ok, handled=False)
+        return smtp_helpers.check_login(data, USER, PASSWORD, self.logins)
 
 
 @pytest.fixture
@@ -85,13 +75,7 @@ async def smtp_server() -> AsyncIterator[tuple[Inbox, int]]:
     inbox = Inbox()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(
-            inbox,
-            hostname="localhost",
-            authenticator=inbox.authenticate,
-            auth_required=True,
-            auth_require_tls=False,
-        ),
+        lambda: smtp_helpers.session(inbox, inbox.authenticate),
         "127.0.0.1",
         0,
     )
