@@ -10,7 +10,6 @@ each field does. Raises ``AdjustmentError`` (one line) or the engine's ``EngineE
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,7 +54,8 @@ class EngineTarget:
         self.bus = engine.bus
 
     def now(self) -> int:
-        return self.engine.now_ms or int(time.time() * 1000)
+        """Engine time; before a run's first candle the engine's clock (a replay: the ledger's time)."""
+        return self.engine.clock_ms()
 
     def record(self, bot_id: int) -> BotRecord:
         runner = self.engine.runners.get(bot_id)

@@ -166,7 +166,8 @@ class EngineCore:
     async def start(self, specs: Iterable[BotSpec] = ()) -> None:
         """Load bots from the ledger, create missing ``specs``, rebuild lots, balances and risk state."""
         records = {r.name: r for r in await self.store.load_bots()}
-        created_ts = self._clock()
+        self._snapshots_until = await self.store.last_snapshot_ts()
+        created_ts = self.clock_ms()  # a resumed replay's bots are made in its market time
         for spec in specs:
             if spec.name in records:
                 continue
@@ -174,7 +175,6 @@ class EngineCore:
             rec.id = await self.store.insert_bot(rec, created_ts, spec.capital, split_pair(spec.pair)[1])
             records[rec.name] = rec
             self.bus.publish(BotCreated(created_ts, rec.id, rec.name))
-        self._snapshots_until = await self.store.last_snapshot_ts()
         funding = await self.store.funding_by_bot()
         self.pool = await self.store.account_pool()
         for rec in sorted(records.values(), key=lambda r: r.id):
@@ -571,7 +571,7 @@ class EngineCore:
         marks move too). Returns the changes applied, with the capital actually set.
         """
         done: list[Allocation] = []
-        now = self._clock()
+        now = self.clock_ms()
         for a in plan.changes:
             r = self.runners.get(a.bot_id)
             if r is None:
@@ -635,8 +635,8 @@ class EngineCore:
                 self._on_update(BrokerUpdate(coid, OrderState.CANCELLED, reason="cancelled: breaker tripped"))
 
     def _record_error(self, runner: BotRunner, source: str, message: str) -> None:
-        self._batch.errors.append((self.now_ms or self._clock(), runner.rec.id, source, message[:500]))
-        trip = self.board.on_error(runner.rec.id, self.now_ms or self._clock(), f"{source} error")
+        self._batch.errors.append((self.now_ms or self.clock_ms(), runner.rec.id, source, message[:500]))
+        trip = self.board.on_error(runner.rec.id, self.now_ms or self.clock_ms(), f"{source} error")
         if trip is not None:
             self._tripped(trip)
 
@@ -859,11 +859,11 @@ class EngineCore:
 
     def breaker_readings(self) -> list[Reading]:
         """Every breaker's threshold, value, headroom and status now (account first)."""
-        return self.board.readings(self.now_ms or self._clock())
+        return self.board.readings(self.now_ms or self.clock_ms())
 
     def limit_usage(self) -> dict[str, object]:
         """Gate C's counters now: orders today per bot and account against their limits, burst windows."""
-        now = self.now_ms or self._clock()
+        now = self.now_ms or self.clock_ms()
         c = self.pipeline.counter
         lim = self.risk.limits
         return {
@@ -898,13 +898,30 @@ class EngineCore:
         old = runner.rec.state
         runner.rec.state = new
         runner.rec.state_reason = reason
-        self._batch.bot_updates[runner.rec.id] = (new, reason, runner.last_ts, self.now_ms or self._clock())
+        self._batch.bot_updates[runner.rec.id] = (new, reason, runner.last_ts, self.now_ms or self.clock_ms())
         self.bus.publish(BotStateChanged(self.now_ms, runner.rec.id, runner.rec.name, old, new, reason))
 
-    def _clock(self) -> int:
+    def clock_ms(self) -> int:
+        """Engine time (ms UTC): the newest candle's close. Before a run's first candle: for a
+        replay or a backtest 1 ms after the ledger's own time (its newest snapshot, the bots' last
+        candle close), so what a restarted replay records before its first candle (a capital move,
+        a state change) stays in market time, after the snapshots already written and in the next
+        one (``ledger verify`` agrees); with a live feed, or on a fresh ledger, the wall clock."""
         if self.now_ms:
             return self.now_ms
+        if not self.realtime:
+            held = self.ledger_time()
+            if held:
+                return held + 1
         return self._wall_ms()
+
+    def ledger_time(self) -> int:
+        """The newest time the ledger already holds (ms UTC): its newest equity snapshot or a bot's
+        last candle close, whichever is later; 0 on a fresh ledger."""
+        closes = (
+            r.rec.last_candle_ts + r.tf_ms for r in self.runners.values() if r.rec.last_candle_ts is not None
+        )
+        return max(self._snapshots_until, *closes, 0)
 
     def _wall_ms(self) -> int:
         if self._wall is not None:

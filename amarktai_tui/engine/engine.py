@@ -158,7 +158,7 @@ class TradingEngine(EngineCore):
         """
         self.check_new_bot(spec, from_pool=from_pool)
         rec = record_of(spec)
-        now = self._clock()
+        now = self.clock_ms()
         quote = split_pair(spec.pair)[1]
         rec.id = await self.store.insert_bot(rec, now, spec.capital, quote)
         runner = self._add_runner(rec, spec.capital)
@@ -195,7 +195,7 @@ class TradingEngine(EngineCore):
             raise EngineError(str(exc)) from None
         runner.strategy = strategy
         runner.rec.params = merged
-        await self.store.set_bot_params(bot_id, merged, self._clock())
+        await self.store.set_bot_params(bot_id, merged, self.clock_ms())
         return dict(strategy.params)
 
     async def set_bot_fields(self, bot_id: int, fields: dict[str, object]) -> None:
@@ -241,7 +241,7 @@ class TradingEngine(EngineCore):
         if fields.keys() & exits.keys():
             runner.tracker = self._exit_tracker(runner, rules)
         written = {"risk_mode": risk_mode, "size_multiplier": multiplier, **exits}
-        await self.store.set_bot_fields(bot_id, {k: written[k] for k in fields}, self._clock())
+        await self.store.set_bot_fields(bot_id, {k: written[k] for k in fields}, self.clock_ms())
 
     def _exit_tracker(self, runner: BotRunner, rules: ExitRules) -> PositionExitTracker | None:
         """A tracker with ``rules`` for ``runner``, following its open position (if any) from the
@@ -314,7 +314,7 @@ class TradingEngine(EngineCore):
         Open and queued entry orders are withdrawn. Returns the halt trip, or
         None when the account was already halted.
         """
-        trip = self.board.halt(self._clock(), f"{reason} (by {actor})", actor)
+        trip = self.board.halt(self.clock_ms(), f"{reason} (by {actor})", actor)
         if trip is not None:
             self._tripped(trip)
         await self.flush()
@@ -336,7 +336,7 @@ class TradingEngine(EngineCore):
         reason = reason.strip()
         if not reason:
             raise EngineError("a reset needs a reason")
-        now = self._clock()
+        now = self.clock_ms()
         try:
             trip = self.board.reset(trip_id, now)
         except KeyError:
@@ -353,7 +353,7 @@ class TradingEngine(EngineCore):
 
     def _reevaluate(self, trip: Trip) -> Trip | None:
         board = self.board
-        now = self._clock()
+        now = self.clock_ms()
         cause = f"re-evaluated after the reset of trip {trip.id}"
         new: Trip | None = None
         if trip.bot_id is not None:

@@ -63,7 +63,7 @@ async def reconcile_live(engine: EngineCore, broker: CcxtBroker) -> list[Reconci
         else:
             checked.append(o.with_drift(drift))
     outcomes = checked
-    ts = engine._clock()
+    ts = engine.clock_ms()
     for o in outcomes:
         details = {"orders": o.orders, "drift": o.drift, "resent": o.resent, "error": o.error}
         engine._batch.reconciliations.append(

@@ -291,8 +291,8 @@ class StageKeeper:
         if eng.now_ms:
             return eng.now_ms
         last = runner.rec.last_candle_ts
-        ledger = max(eng._snapshots_until, 0 if last is None else last + runner.tf_ms)
-        return ledger or eng._clock()
+        ledger = max(eng.ledger_time(), 0 if last is None else last + runner.tf_ms)
+        return ledger or eng.clock_ms()
 
     # -- bus handlers -------------------------------------------------------------------------------
     def _watch_ticks(self) -> None:
