@@ -6,7 +6,6 @@ import csv
 import itertools
 import json
 import random
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,11 +122,11 @@ def test_freqtrade_unittest_gaps() -> None:
     )  # README: ~0.0016-0.0037
 
 
-def test_big_json_loads_fast() -> None:
-    started = time.perf_counter()
-    load_candles(BTC_5M)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0, f"65,741 candles took {elapsed:.2f} s"  # typically ~0.3 s; generous for CI
+def test_big_json_loads_whole_and_in_order() -> None:
+    """The 5m file whole (its speed is measured by bench/replay_throughput.py, not timed here)."""
+    candles = load_candles(BTC_5M)
+    assert len(candles) == 65_741
+    assert all(b.ts - a.ts >= 300_000 for a, b in itertools.pairwise(candles))
 
 
 # -- names ---------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -48,9 +47,7 @@ async def test_btc_and_eth_interleave_in_close_time_order() -> None:
     assert feed.total == len(btc) + len(eth) == 131_483
     assert feed.streams == [("BTC/USDT", "5m"), ("ETH/USDT", "5m")]
     assert feed.status().state is FeedState.REPLAYING and feed.status().progress == 0.0
-    started = time.perf_counter()
     got = [c async for c in feed.candles()]
-    elapsed = time.perf_counter() - started
     assert len(got) == feed.yielded == 131_483
     assert [c for c in got if c.pair == "BTC/USDT"] == btc
     assert [c for c in got if c.pair == "ETH/USDT"] == eth
@@ -68,7 +65,6 @@ async def test_btc_and_eth_interleave_in_close_time_order() -> None:
     # speed 0: only sleep(0), once every 256 candles, so a UI sharing the loop stays responsive
     assert set(sleep.delays) == {0}
     assert len(sleep.delays) == (131_483 - 1) // 256
-    assert elapsed < 10, f"replay of 131k candles took {elapsed:.1f} s"
 
 
 async def test_default_sleep_keeps_the_loop_responsive() -> None:
