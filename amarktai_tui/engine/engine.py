@@ -61,7 +61,7 @@ class TradingEngine(EngineCore):
         await self.store.record_mode_switch(
             int(time.time() * 1000), TradingMode.LIVE.value, TradingMode.PAPER.value, actor, reason
         )
-        self.bus.publish(ModeSwitched(self.now_ms, TradingMode.LIVE, TradingMode.PAPER))
+        self.bus.publish(ModeSwitched(self.now_ms, TradingMode.LIVE, TradingMode.PAPER, actor, reason))
         if self.mode is TradingMode.LIVE:
             log.warning("switched to paper by %s (%s): the live engine stops", actor, reason)
             self.stop()

@@ -125,8 +125,13 @@ class StageChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class ModeSwitched(Event):
+    """The account's trading mode changed (``mode_switches`` has the row): who asked
+    (``actor``: user | cli | ai | engine) and why."""
+
     old: TradingMode
     new: TradingMode
+    actor: str = "engine"
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,9 +298,8 @@ def _stage(e: StageChanged, live: bool) -> _Parts:
 
 
 def _mode(e: ModeSwitched, live: bool) -> _Parts:
-    # the event names no actor: the mode_switches row has it (a running engine only switches to paper,
-    # asked over the control socket)
-    return "system_mode_changed", None, "engine", None, None, {"from": e.old.value, "to": e.new.value}
+    details = {"from": e.old.value, "to": e.new.value} | ({"reason": e.reason} if e.reason else {})
+    return "system_mode_changed", None, e.actor, None, None, details
 
 
 def _trip_details(trip: Any) -> dict[str, Any]:

@@ -108,6 +108,8 @@ CASES: list[tuple[Event, bool, str, Severity, str, int | None, str | None, dict[
      False, "bot_stage_changed", Severity.INFO, "engine", 3, "b", {"to": "eligible_for_live"}),
     (ModeSwitched(T, TradingMode.LIVE, TradingMode.PAPER), False,
      "system_mode_changed", Severity.CRITICAL, "engine", None, None, {"from": "live", "to": "paper"}),
+    (ModeSwitched(T, TradingMode.LIVE, TradingMode.PAPER, "user", "back to paper"), False,
+     "system_mode_changed", Severity.CRITICAL, "user", None, None, {"to": "paper", "reason": "back to paper"}),
     (BreakerTripped(T, trip(Breaker.HALT, cause="cli")), False,
      "emergency_stop_triggered", Severity.CRITICAL, "cli", None, None, {"breaker": "halt", "trip_id": 7}),
     (BreakerTripped(T, trip(Breaker.BOT_DRAWDOWN, 3), "b"), False,
