@@ -307,7 +307,9 @@ async def test_evolution_lineage_and_quarantines_show(make_app: MakeApp, quiet: 
         assert lines[-1] == "g0/m1 (above)"  # the second parent met again is named, not expanded
         assert "fast=9" in lines[0] and "+0.0700" in lines[0] and "child" in lines[0]
 
-        # the history: newest first, the revert marked on the row it undid, the refusal
+        # the history: newest first, the revert marked on the row it undid, the refusal (read in a
+        # thread after the last BotAdjusted event: wait for it, as for the panels above)
+        await until(pilot, lambda: len(pane.view.history) == 3 and len(pane.view.pending) == 1, "the history")
         statuses = [r[5] for r in cells(pane, "autonomy-history")]
         h = pane.view.history
         assert [e.row.status for e in h] == ["refused", "reverted", "accepted"]
